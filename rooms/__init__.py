@@ -1,0 +1,5 @@
+"""The meeting domain: meetings, roster, roles, lobby, live room state. Pure Python."""
+
+import logging
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())

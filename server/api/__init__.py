@@ -1,0 +1,1 @@
+"""REST API handlers, one module per resource."""

@@ -1,0 +1,97 @@
+"""Settings from VECHE_* environment variables and CLI flags; safe single-machine defaults."""
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the server reads at start. Each field is also `VECHE_<NAME>`."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("data")
+    # Base of the links the server hands out; defaults to http://host:port.
+    public_url: str = ""
+    # Admin key for the REST API and the meetings pages; generated into data_dir when unset.
+    api_key: str = ""
+    # Signs invite tokens; generated into data_dir when unset so links survive a restart.
+    secret_key: str = ""
+    log_format: str = "text"  # text | json
+    log_level: str = "INFO"
+    redis_url: str = ""
+    invite_ttl_days: int = 60
+    reconnect_grace: float = 30.0
+    chat_max_length: int = 1000
+    chat_burst: int = 5  # messages allowed at once ...
+    chat_per_second: float = 0.5  # ... refilled at this rate
+    max_participants: int = 500
+    shutdown_notice: float = 1.0  # seconds clients get to hear "server stopping"
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "veche.sqlite3"
+
+
+def from_env(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Settings from the environment, then `overrides` (CLI flags; None means not given)."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        if f.name == "extra":
+            continue
+        raw = environ.get(f"VECHE_{f.name.upper()}")
+        if raw is not None and raw != "":
+            values[f.name] = _convert(f.name, raw)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    settings = Settings(**values)
+    if settings.log_format not in ("text", "json"):
+        raise ValueError("VECHE_LOG_FORMAT must be 'text' or 'json'")
+    return settings
+
+
+def _convert(name: str, raw: str) -> Any:
+    default = getattr(Settings(), name)
+    try:
+        if isinstance(default, bool):
+            return raw.lower() in ("1", "true", "yes", "on")
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+    except ValueError:
+        raise ValueError(f"VECHE_{name.upper()} must be a number, not {raw!r}") from None
+    if isinstance(default, Path):
+        return Path(raw)
+    return raw
+
+
+def with_secrets(settings: Settings) -> Settings:
+    """Fill in the API and signing keys from data_dir, creating them on first start."""
+    api_key = settings.api_key or _stored_secret(settings.data_dir / "api_key")
+    secret_key = settings.secret_key or _stored_secret(settings.data_dir / "secret_key")
+    return replace(settings, api_key=api_key, secret_key=secret_key)
+
+
+def _stored_secret(path: Path) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    # Created 0600 so other users of the machine cannot read it.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(value + "\n")
+    return value
