@@ -45,11 +45,15 @@ def apply_entry_changes(entry: RosterEntry, changes: dict[str, Any]) -> RosterEn
         entry = replace(entry, name=clean_text(changes["name"], "name", limit=NAME_MAX))
     if "role" in changes:
         entry = replace(entry, role=parse_role(changes["role"]))
-    for key in ("school", "region"):
-        if key in changes:
-            value = clean_text(changes[key], key, limit=FIELD_MAX, required=False)
-            entry = replace(entry, **{key: value})
+    if "school" in changes:
+        entry = replace(entry, school=_optional(changes["school"], "school"))
+    if "region" in changes:
+        entry = replace(entry, region=_optional(changes["region"], "region"))
     return entry
+
+
+def _optional(value: object, name: str) -> str:
+    return clean_text(value, name, limit=FIELD_MAX, required=False)
 
 
 def new_entry(meeting_id: str, fields: dict[str, Any]) -> RosterEntry:

@@ -31,6 +31,17 @@ class Settings:
     chat_per_second: float = 0.5  # ... refilled at this rate
     max_participants: int = 500
     shutdown_notice: float = 1.0  # seconds clients get to hear "server stopping"
+    # WebRTC: STUN/TURN URLs (comma-separated) handed to browsers; with turn_secret, TURN
+    # credentials are minted per client the way coturn's use-auth-secret expects.
+    ice_servers: str = ""
+    turn_secret: str = ""
+    turn_ttl: int = 86400
+    # Local addresses the SFU gathers ICE candidates on (comma-separated; empty: all), the
+    # address announced to clients behind NAT, and the UDP port range (0: any).
+    rtc_addresses: str = ""
+    announce_address: str = ""
+    rtc_min_port: int = 0
+    rtc_max_port: int = 0
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property

@@ -14,8 +14,12 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.meetings_live = Gauge("veche_meetings_live", "Meetings with someone in them", registry=r)
-        self.participants = Gauge("veche_participants", "People connected, by state", ["state"], registry=r)
+        self.meetings_live = Gauge(
+            "veche_meetings_live", "Meetings with someone in them", registry=r
+        )
+        self.participants = Gauge(
+            "veche_participants", "People connected, by state", ["state"], registry=r
+        )
         self.tracks = Gauge("veche_tracks", "Published media tracks", registry=r)
         self.forwarded_packets = Counter(
             "veche_forwarded_packets", "RTP packets forwarded to subscribers", registry=r
@@ -23,7 +27,9 @@ class Metrics:
         self.forwarded_bytes = Counter(
             "veche_forwarded_bytes", "RTP bytes forwarded to subscribers", registry=r
         )
-        self.errors = Counter("veche_errors", "Refused requests and dropped input, by kind", ["kind"], registry=r)
+        self.errors = Counter(
+            "veche_errors", "Refused requests and dropped input, by kind", ["kind"], registry=r
+        )
         self.http_requests = Counter(
             "veche_http_requests", "HTTP requests, by status class", ["status"], registry=r
         )
