@@ -1,5 +1,6 @@
 """A scheduled meeting and its settings, with the checks every writer goes through."""
 
+import base64
 import secrets
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -64,9 +65,10 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def new_id() -> str:
-    # 12 url-safe characters: unguessable enough that a meeting id alone grants nothing.
-    return secrets.token_urlsafe(9)
+def new_id(size: int = 10) -> str:
+    """A random id of lowercase letters and digits: safe in URLs, file names and as a CLI
+    argument (never starting with '-'). Ten bytes make a meeting id unguessable."""
+    return base64.b32encode(secrets.token_bytes(size)).decode().rstrip("=").lower()
 
 
 def parse_time(value: object) -> datetime:

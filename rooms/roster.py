@@ -1,12 +1,11 @@
 """The roster: the people invited to a meeting, each with a pre-assigned role."""
 
-import secrets
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from rooms.errors import Invalid
-from rooms.meeting import clean_text, iso, now
+from rooms.meeting import clean_text, iso, new_id, now
 from rooms.roles import Role, parse_role
 
 NAME_MAX = 100
@@ -64,6 +63,6 @@ def new_entry(meeting_id: str, fields: dict[str, Any]) -> RosterEntry:
         if required not in fields:
             raise Invalid(f"{required} is required")
     base = RosterEntry(
-        id=secrets.token_urlsafe(6), meeting_id=meeting_id, name="-", role=Role.PARTICIPANT
+        id=new_id(5), meeting_id=meeting_id, name="-", role=Role.PARTICIPANT
     )
     return apply_entry_changes(base, fields)

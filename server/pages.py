@@ -1,7 +1,73 @@
-"""Mounts web/'s pages (stub; filled by the pages work)."""
+"""Mounts web/'s pages, handing them the store, tokens and settings through web's Backend."""
+
+import os
+from typing import Any
 
 from aiohttp import web
 
+from rooms.attendance import Stay
+from rooms.meeting import Meeting
+from rooms.roster import RosterEntry
+from server.auth import BadToken, same_secret
+from server.context import LIVE, SETTINGS, STORE, TOKENS
+from web.assets import find_assets
+from web.backend import Claim
+from web.pages import setup_web
+
+
+class ServerBackend:
+    """web.backend.Backend over the app's parts; the store is read when a page asks, since
+    it is opened at start-up (cleanup_ctx), after the routes are set up."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+
+    @property
+    def base_url(self) -> str:
+        return self._app[SETTINGS].base_url
+
+    def api_key_matches(self, key: str) -> bool:
+        return same_secret(key, self._app[SETTINGS].api_key)
+
+    def new_admin_session(self) -> str:
+        return self._app[TOKENS].admin_session()
+
+    def is_admin_session(self, value: str) -> bool:
+        try:
+            return self._app[TOKENS].check(value).kind == "admin"
+        except BadToken:
+            return False
+
+    def check_token(self, token: str) -> Claim:
+        grant = self._app[TOKENS].check(token)
+        return Claim(
+            kind=grant.kind, meeting_id=grant.meeting_id, entry_id=grant.entry_id, role=grant.role
+        )
+
+    def invite_token(self, meeting_id: str, entry_id: str) -> str:
+        return self._app[TOKENS].invite(meeting_id, entry_id)
+
+    async def meetings(self) -> list[Meeting]:
+        return await self._app[STORE].list_meetings()
+
+    async def meeting(self, meeting_id: str) -> Meeting | None:
+        return await self._app[STORE].get_meeting(meeting_id)
+
+    async def roster(self, meeting_id: str) -> list[RosterEntry]:
+        return await self._app[STORE].list_roster(meeting_id)
+
+    async def entry(self, meeting_id: str, entry_id: str) -> RosterEntry | None:
+        return await self._app[STORE].get_entry(meeting_id, entry_id)
+
+    async def attendance(self, meeting_id: str) -> list[Stay]:
+        return await self._app[STORE].list_attendance(meeting_id)
+
+    def live(self, meeting_id: str) -> dict[str, Any] | None:
+        rooms = self._app.get(LIVE)
+        return rooms.live(meeting_id) if rooms is not None else None
+
 
 def setup_pages(app: web.Application) -> None:
-    pass
+    settings = app[SETTINGS]
+    assets_dir = settings.extra.get("assets_dir") or os.environ.get("VECHE_ASSETS_DIR")
+    setup_web(app, ServerBackend(app), find_assets(assets_dir))

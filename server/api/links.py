@@ -26,7 +26,10 @@ def watch_url(settings: Settings, meeting_id: str) -> str:
 
 
 def meeting_urls(settings: Settings, meeting: Meeting) -> dict[str, str]:
-    return {"admin_url": admin_url(settings, meeting.id), "watch_url": watch_url(settings, meeting.id)}
+    return {
+        "admin_url": admin_url(settings, meeting.id),
+        "watch_url": watch_url(settings, meeting.id),
+    }
 
 
 def _link(settings: Settings, token: str) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""The relay an aiortc user would write from aiortc's examples, measured as a baseline."""

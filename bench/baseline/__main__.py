@@ -1,0 +1,3 @@
+from bench.baseline.app import main
+
+main()

@@ -1,0 +1,162 @@
+"""`python -m bench`: the load tool's command line."""
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiohttp
+
+from bench import clip, proc, servers, stats, whip
+from bench.run import Plan, Progress, measure
+from bench.stats import Result
+from bench.targets import Target, WhipTarget
+
+SERVERS = ("baseline", "janus", "whip")
+
+
+def parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--server",
+        choices=SERVERS,
+        default="whip",
+        help="baseline/janus: start that server here; whip: an external WHIP/WHEP server",
+    )
+    common.add_argument("--whip", help="WHIP URL template, {stream} = p0, p1, ... (--server whip)")
+    common.add_argument("--whep", help="WHEP URL template, {stream} as in --whip")
+    common.add_argument("--whip-token", help="Bearer token for WHIP")
+    common.add_argument("--whep-token", help="Bearer token for WHEP")
+    common.add_argument("--server-pid", type=int, help="an external server's pid, for its CPU")
+    common.add_argument("--codec", choices=clip.CODECS, default="vp8")
+    common.add_argument("--bitrate", type=int, default=1_000_000, help="clip video bit/s")
+    common.add_argument("--seconds", type=float, default=10, help="steady window per run")
+    common.add_argument("--settle", type=float, default=2, help="seconds before the window")
+    common.add_argument("--server-cpu", type=int, help="pin a started server to this CPU")
+    common.add_argument("--tool-cpu", type=int, help="pin the tool to this CPU")
+    common.add_argument("--json", action="store_true", help="also print one JSON line")
+    common.add_argument("--no-progress", action="store_true")
+    common.add_argument(
+        "--no-probe",
+        action="store_true",
+        help="publish from the main process and measure delay at the load viewers "
+        "(by default a source process publishes and its probe viewers measure delay)",
+    )
+
+    p = argparse.ArgumentParser(prog="python -m bench", description="Veche's load tool.")
+    sub = p.add_subparsers(dest="scenario", required=True)
+    b = sub.add_parser("broadcast", parents=[common], help="1 publisher -> M viewers")
+    b.add_argument("-m", "--viewers", type=int, default=10)
+    m = sub.add_parser("meeting", parents=[common], help="N participants, all see all")
+    m.add_argument("-n", "--participants", type=int, default=4)
+    s = sub.add_parser("sweep", parents=[common], help="raise M until a broadcast breaks")
+    s.add_argument("--start", type=int, default=10)
+    s.add_argument("--step", type=int, default=10)
+    s.add_argument("--max", type=int, default=100)
+    s.add_argument("--max-loss", type=float, default=1.0, help="% of packets")
+    s.add_argument("--min-fps", type=float, default=0.95, help="fraction of the clip's rate")
+    return p
+
+
+@dataclass
+class Running:
+    target: Target
+    pid: int | None
+
+
+@contextlib.asynccontextmanager
+async def server(args: argparse.Namespace, plan: Plan) -> AsyncIterator[Running]:
+    if args.server == "baseline":
+        async with servers.baseline(args.server_cpu) as started:
+            endpoint = f"{started.url}/{{kind}}/{{stream}}"
+            target = WhipTarget(
+                "baseline",
+                whip.Endpoint(endpoint.replace("{kind}", "whip")),
+                whip.Endpoint(endpoint.replace("{kind}", "whep")),
+            )
+            try:
+                yield Running(target, started.pid)
+            finally:
+                await target.close()
+    elif args.server == "janus":
+        from bench.janus import launch
+
+        async with launch.janus(args.server_cpu) as started:
+            client = await launch.client(started, plan.publishers, args.codec)
+            try:
+                yield Running(client, started.pid)
+            finally:
+                await client.close()
+    else:
+        if not args.whip or not args.whep:
+            raise SystemExit("--server whip needs --whip and --whep URL templates")
+        target = WhipTarget(
+            "whip",
+            whip.Endpoint(args.whip, args.whip_token),
+            whip.Endpoint(args.whep, args.whep_token),
+        )
+        try:
+            yield Running(target, args.server_pid)
+        finally:
+            await target.close()
+
+
+def plans(args: argparse.Namespace) -> list[Plan]:
+    window = {"seconds": args.seconds, "settle": args.settle}
+    if args.scenario == "broadcast":
+        return [Plan("broadcast", 1, args.viewers, **window)]
+    if args.scenario == "meeting":
+        n = args.participants
+        return [Plan("meeting", n, n - 1, **window)]
+    return [Plan("broadcast", 1, m, **window) for m in range(args.start, args.max + 1, args.step)]
+
+
+async def run(args: argparse.Namespace) -> list[Result]:
+    media = clip.load(clip.ClipSpec(codec=args.codec, bitrate=args.bitrate))
+    results: list[Result] = []
+    for plan in plans(args):
+        label = f"{args.server} {plan.scenario} {plan.publishers}->{len(plan.watches())}"
+        progress = Progress(label, enabled=not args.no_progress)
+        async with server(args, plan) as running:
+            result = await measure(
+                running.target, plan, media, running.pid, progress, probe=not args.no_probe
+            )
+        result.server = running.target.name
+        results.append(result)
+        if args.scenario == "sweep" and not result.held(args.max_loss, args.min_fps):
+            break
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    proc.pin_self(args.tool_cpu)
+    try:
+        results = asyncio.run(run(args))
+    except (OSError, RuntimeError, ValueError, aiohttp.ClientError, whip.WhipError) as exc:
+        # JanusError, JanusMissing and the servers' start-up failures are among these.
+        print(f"python -m bench: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(stats.table(results))
+    extra = {}
+    if args.scenario == "sweep":
+        held = [r.viewers for r in results if r.held(args.max_loss, args.min_fps)]
+        largest = max(held, default=0)
+        extra["largest_m_held"] = largest
+        print(f"largest M held: {largest}")
+        best = next((r for r in results if r.viewers == largest), None)
+        if best is not None and best.server_cpu_percent_per_viewer:
+            per_core = 100 / best.server_cpu_percent_per_viewer
+            extra["viewers_per_core_implied"] = round(per_core)
+            print(f"viewers per core implied by the cost per viewer at M={largest}: {per_core:.0f}")
+    if args.json:
+        print(stats.json_line(results, **extra))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Servers the tool starts itself: a subprocess on a free loopback port, stopped at the end."""
+
+import asyncio
+import contextlib
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import proc
+
+
+@dataclass
+class Started:
+    pid: int
+    port: int
+    url: str
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def wait_for_port(port: int, process: asyncio.subprocess.Process, limit: float) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if process.returncode is not None:
+            raise RuntimeError(f"the server exited with code {process.returncode}")
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(0.1)
+            continue
+        writer.close()
+        await writer.wait_closed()
+        return
+    raise RuntimeError(f"the server did not listen on port {port} within {limit:.0f} s")
+
+
+def _tail(log: Path | None) -> str:
+    if log is None or not log.exists():
+        return ""
+    return log.read_text(errors="replace")[-2000:]
+
+
+@contextlib.asynccontextmanager
+async def subprocess(
+    command: list[str],
+    port: int,
+    cpu: int | None,
+    log: Path | None = None,
+    env: dict[str, str] | None = None,
+    limit: float = 20,
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """Run `command` (pinned to `cpu`), wait until `port` accepts, stop it (SIGTERM) after."""
+    out = log.open("wb") if log else None
+    process = await asyncio.create_subprocess_exec(
+        *proc.pin_command(command, cpu),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=out or asyncio.subprocess.DEVNULL,
+        stderr=out or asyncio.subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        try:
+            await wait_for_port(port, process, limit)
+        except RuntimeError as exc:
+            tail = _tail(log)
+            raise RuntimeError(f"{command[0]}: {exc}\n{tail}".rstrip()) from None
+        yield process
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), 10)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        if out:
+            out.close()
+
+
+@contextlib.asynccontextmanager
+async def baseline(cpu: int | None) -> AsyncIterator[Started]:
+    port = free_port()
+    command = [sys.executable, "-m", "bench.baseline", "--port", str(port)]
+    async with subprocess(command, port, cpu) as process:
+        yield Started(process.pid, port, f"http://127.0.0.1:{port}")

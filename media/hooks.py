@@ -1,0 +1,313 @@
+"""Every private aiortc/aioice/pylibsrtp name media/ relies on, in one place.
+
+aiortc 1.16 decodes whatever a receiver gets and encodes whatever a sender sends; an SFU needs
+neither. Each function here touches one internal and raises HookError (naming it) when it is
+missing instead of silently doing nothing. tests/test_media_hooks.py checks every name in NAMES
+exists and that each hook is still reached by aiortc's own code paths.
+"""
+
+import importlib
+from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple
+
+import pylibsrtp
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtp import AnyRtcpPacket, RtcpSrPacket, RtpPacket
+
+from media.errors import HookError
+
+# aiortc.rtcrtpreceiver.RTCRtpReceiver: the jitter buffer its _handle_rtp_packet feeds after RTX
+# unwrapping, NACK generation and REMB; replacing it taps packets and starves the decoder thread,
+# so no decoder is ever created.
+RECEIVER_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
+# Sends a PLI for a media SSRC on the publisher's connection (keyframe relay).
+RECEIVER_SEND_PLI = "_send_rtcp_pli"
+# Where the DTLS transport routes a publisher's sender reports: their NTP/RTP mapping is kept so
+# subscribers get the publisher's own audio/video timing.
+RECEIVER_HANDLE_RTCP = "_handle_rtcp_packet"
+# RTCRtpSender: the msid stream id its SDP announces; one per publication, so a browser keeps
+# each publisher's audio and video in one sync group.
+SENDER_STREAM_ID = "_stream_id"
+# RTCRtpSender: SSRCs the SDP announces; forwarded packets are rewritten to them.
+SENDER_SSRC = "_ssrc"
+SENDER_RTX_SSRC = "_rtx_ssrc"
+# Where the DTLS transport routes a subscriber's RTCP (NACK, PLI/FIR, REMB, RR).
+SENDER_HANDLE_RTCP = "_handle_rtcp_packet"
+# Where the sender's RTCP loop sends its sender reports: filled with the forwarded counters.
+SENDER_SEND_RTCP = "_send_rtcp"
+# Where a sender's PLI/FIR ends up (it only flags the encoder): test publishers answer it.
+SENDER_SEND_KEYFRAME = "_send_keyframe"
+# RTCRtpTransceiver: negotiated codecs; trimmed so a publisher sends exactly one codec.
+TRANSCEIVER_CODECS = "_codecs"
+# RTCDtlsTransport: the outbound SRTP session (pylibsrtp.Session), set once DTLS is connected.
+DTLS_TX_SRTP = "_tx_srtp"
+# pylibsrtp.Session: its srtp_t, and the cffi binding, to protect into a per-feed buffer without
+# pylibsrtp's per-call checks and allocations.
+SRTP_SESSION = "_srtp"
+SRTP_BINDING = "pylibsrtp._binding"
+# RTCIceTransport / RTCIceGatherer: the aioice Connection.
+ICE_CONNECTION = "_connection"
+# Where a DTLS transport hands decrypted RTP; tests drop packets here to simulate loss.
+DTLS_HANDLE_RTP = "_handle_rtp_data"
+# aioice.Connection: nominated candidate pairs by component; a pair's protocol owns the socket.
+ICE_NOMINATED = "_nominated"
+# aioice.Connection: gathering state, written by our gather_candidates replacement.
+ICE_GATHER_STATE = ("_local_candidates_start", "_local_candidates", "_local_candidates_end")
+ICE_COMPONENTS = "_components"
+
+
+class Name(NamedTuple):
+    owner: str
+    name: str
+
+
+# What tests/test_media_hooks.py checks on live objects.
+NAMES = (
+    Name("RTCRtpReceiver", RECEIVER_JITTER_BUFFER),
+    Name("RTCRtpReceiver", RECEIVER_SEND_PLI),
+    Name("RTCRtpReceiver", RECEIVER_HANDLE_RTCP),
+    Name("RTCRtpSender", SENDER_STREAM_ID),
+    Name("RTCRtpSender", SENDER_SSRC),
+    Name("RTCRtpSender", SENDER_RTX_SSRC),
+    Name("RTCRtpSender", SENDER_HANDLE_RTCP),
+    Name("RTCRtpSender", SENDER_SEND_RTCP),
+    Name("RTCRtpSender", SENDER_SEND_KEYFRAME),
+    Name("RTCRtpTransceiver", TRANSCEIVER_CODECS),
+    Name("RTCDtlsTransport", DTLS_TX_SRTP),
+    Name("RTCDtlsTransport", DTLS_HANDLE_RTP),
+    Name("pylibsrtp.Session", SRTP_SESSION),
+    Name("RTCIceGatherer", ICE_CONNECTION),
+    Name("aioice.Connection", ICE_NOMINATED),
+    Name("aioice.Connection", ICE_COMPONENTS),
+    *(Name("aioice.Connection", n) for n in ICE_GATHER_STATE),
+    Name("aioice.Connection", "get_component_candidates"),
+    Name("aioice.CandidatePair", "protocol"),
+    Name("aioice.CandidatePair", "remote_addr"),
+)
+
+
+def _require(obj: object, name: str) -> Any:
+    try:
+        return getattr(obj, name)
+    except AttributeError:
+        raise HookError(name, f"not found on {type(obj).__name__}") from None
+
+
+class _Tap:
+    """Stands in for the receiver's jitter buffer: hands each packet on, never a frame."""
+
+    __slots__ = ("on_packet",)
+
+    def __init__(self, on_packet: Callable[[RtpPacket], None]) -> None:
+        self.on_packet = on_packet
+
+    def add(self, packet: RtpPacket) -> tuple[bool, None]:
+        self.on_packet(packet)
+        return False, None
+
+
+def tap_receiver(receiver: RTCRtpReceiver, on_packet: Callable[[RtpPacket], None]) -> None:
+    """Route a receiver's packets (RTX unwrapped, after its NACKs) to `on_packet`; no decoding."""
+    buffer = _require(receiver, RECEIVER_JITTER_BUFFER)
+    if not callable(getattr(buffer, "add", None)):
+        raise HookError(RECEIVER_JITTER_BUFFER, "has no add()")
+    setattr(receiver, RECEIVER_JITTER_BUFFER, _Tap(on_packet))
+
+
+def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> Awaitable[None]:
+    """Ask the remote sender of `media_ssrc` for a keyframe."""
+    send: Callable[[int], Awaitable[None]] = _require(receiver, RECEIVER_SEND_PLI)
+    return send(media_ssrc)
+
+
+def on_sender_report(receiver: RTCRtpReceiver, report: Callable[[RtcpSrPacket], None]) -> None:
+    """Call `report(packet)` for each sender report the remote sends this receiver."""
+    original: Callable[[AnyRtcpPacket], Awaitable[None]] = _require(receiver, RECEIVER_HANDLE_RTCP)
+
+    async def handle(packet: AnyRtcpPacket) -> None:
+        if isinstance(packet, RtcpSrPacket):
+            report(packet)
+        await original(packet)
+
+    setattr(receiver, RECEIVER_HANDLE_RTCP, handle)
+
+
+def set_stream_id(sender: RTCRtpSender, stream_id: str) -> None:
+    """The msid stream id the next offer announces for this sender."""
+    _require(sender, SENDER_STREAM_ID)
+    setattr(sender, SENDER_STREAM_ID, stream_id)
+
+
+def sender_ssrcs(sender: RTCRtpSender) -> tuple[int, int]:
+    """The (media, RTX) SSRCs the sender's SDP announces."""
+    return int(_require(sender, SENDER_SSRC)), int(_require(sender, SENDER_RTX_SSRC))
+
+
+def intercept_sender_rtcp(sender: RTCRtpSender, handler: Callable[[AnyRtcpPacket], bool]) -> None:
+    """Give each RTCP packet for this sender to `handler`; it returns True to let aiortc see it."""
+    original: Callable[[AnyRtcpPacket], Awaitable[None]] = _require(sender, SENDER_HANDLE_RTCP)
+
+    async def handle(packet: AnyRtcpPacket) -> None:
+        if handler(packet):
+            await original(packet)
+
+    setattr(sender, SENDER_HANDLE_RTCP, handle)
+
+
+def rewrite_sender_reports(sender: RTCRtpSender, fill: Callable[[RtcpSrPacket], None]) -> None:
+    """Let `fill` set each sender report's counters before aiortc sends it."""
+    original: Callable[[list[AnyRtcpPacket]], Awaitable[None]] = _require(sender, SENDER_SEND_RTCP)
+
+    async def send_rtcp(packets: list[AnyRtcpPacket]) -> None:
+        for packet in packets:
+            if isinstance(packet, RtcpSrPacket):
+                fill(packet)
+        await original(packets)
+
+    setattr(sender, SENDER_SEND_RTCP, send_rtcp)
+
+
+def on_keyframe_request(sender: RTCRtpSender, requested: Callable[[], None]) -> None:
+    """Call `requested()` when the remote asks this sender for a keyframe (PLI/FIR)."""
+    original: Callable[[], None] = _require(sender, SENDER_SEND_KEYFRAME)
+
+    def send_keyframe() -> None:
+        original()
+        requested()
+
+    setattr(sender, SENDER_SEND_KEYFRAME, send_keyframe)
+
+
+def on_sender_start(sender: RTCRtpSender, started: Callable[[Any], None]) -> None:
+    """Call `started(parameters)` each time the connection starts the sender (after answers)."""
+    original = sender.send
+
+    async def send(parameters: Any) -> None:
+        await original(parameters)
+        started(parameters)
+
+    sender.send = send  # type: ignore[method-assign]
+
+
+def keep_one_codec(transceiver: RTCRtpTransceiver, payload_type: int | None = None) -> Any:
+    """Trim negotiated codecs to one (the first, or `payload_type`) and its RTX, so the remote
+    sends only that; returns the codec kept, or None if there is none."""
+    codecs: list[Any] = _require(transceiver, TRANSCEIVER_CODECS)
+    main = next(
+        (c for c in codecs if c.name != "rtx" and payload_type in (None, c.payloadType)),
+        None,
+    )
+    if main is None:
+        return None
+    kept = [main] + [
+        c for c in codecs if c.name == "rtx" and c.parameters.get("apt") == main.payloadType
+    ]
+    setattr(transceiver, TRANSCEIVER_CODECS, kept)
+    return main
+
+
+def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[Any]:
+    return list(_require(transceiver, TRANSCEIVER_CODECS))
+
+
+class Socket(NamedTuple):
+    """Where a connection's SRTP packets go: protect, then sendto(addr)."""
+
+    protect: Callable[[bytes], bytes]
+    sendto: Callable[[bytes, Any], None]
+    addr: Any
+
+
+def direct_socket(dtls: RTCDtlsTransport) -> Socket | None:
+    """The SRTP session and UDP socket under a connected DTLS transport, or None if not yet.
+
+    Sending straight to them skips aiortc's coroutine chain (_send_rtp -> ICE -> aioice)
+    for every forwarded packet.
+    """
+    if dtls.state != "connected":
+        return None
+    srtp = _require(dtls, DTLS_TX_SRTP)
+    connection = _require(dtls.transport, ICE_CONNECTION)
+    pair = _require(connection, ICE_NOMINATED).get(1)
+    if srtp is None or pair is None:
+        return None
+    transport = _require(_require(pair, "protocol"), "transport")
+    return Socket(fast_protect(srtp), transport.sendto, _require(pair, "remote_addr"))
+
+
+_SRTP_BUFFER = 1600
+_SRTP_ROOM = 64  # authentication tag and MKI
+
+
+def fast_protect(session: pylibsrtp.Session) -> Callable[[bytes], bytes]:
+    """`session.protect`, through libsrtp directly into a buffer of the caller's own."""
+    srtp = _require(session, SRTP_SESSION)[0]
+    try:
+        binding = importlib.import_module(SRTP_BINDING)
+        ffi, srtp_protect = binding.ffi, binding.lib.srtp_protect
+    except (ImportError, AttributeError) as exc:
+        raise HookError(SRTP_BINDING, str(exc)) from None
+    cdata = ffi.new("char[]", _SRTP_BUFFER)
+    buffer = ffi.buffer(cdata)
+    length = ffi.new("int *")
+    limit = _SRTP_BUFFER - _SRTP_ROOM
+
+    def protect(data: bytes, _session: pylibsrtp.Session = session) -> bytes:
+        # _session keeps the libsrtp context alive as long as this function.
+        size = len(data)
+        if size > limit:
+            raise ValueError("packet is too long")
+        buffer[0:size] = data
+        length[0] = size
+        status = srtp_protect(srtp, cdata, length)
+        if status:
+            raise pylibsrtp.Error(f"srtp_protect failed with status {status}")
+        protected: bytes = buffer[0 : length[0]]  # cffi slices are bytes
+        return protected
+
+    return protect
+
+
+def restrict_host_addresses(pc: RTCPeerConnection, addresses: list[str]) -> None:
+    """Gather host candidates on exactly `addresses` (aioice skips 127.0.0.1 otherwise).
+
+    Call after the transceivers exist and before setLocalDescription. STUN/TURN candidates
+    are still gathered from the configured servers.
+    """
+    for transceiver in pc.getTransceivers():
+        if transceiver.sender.transport is None:
+            continue  # a section aiortc failed to bundle: nothing to gather for
+        gatherer = transceiver.sender.transport.transport.iceGatherer
+        connection = _require(gatherer, ICE_CONNECTION)
+        _replace_gathering(connection, list(addresses))
+
+
+def _replace_gathering(connection: Any, addresses: list[str]) -> None:
+    for name in (*ICE_GATHER_STATE, ICE_COMPONENTS, "get_component_candidates"):
+        _require(connection, name)
+    started, local, ended = ICE_GATHER_STATE
+
+    async def gather_candidates() -> None:
+        if getattr(connection, started):
+            return
+        setattr(connection, started, True)
+        candidates: list[Any] = getattr(connection, local)
+        for component in sorted(getattr(connection, ICE_COMPONENTS)):
+            candidates += await connection.get_component_candidates(
+                component=component, addresses=addresses
+            )
+        setattr(connection, ended, True)
+
+    connection.gather_candidates = gather_candidates
+
+
+def drop_received_rtp(dtls: RTCDtlsTransport, drop: Callable[[bytes], bool]) -> None:
+    """Discard decrypted RTP packets for which `drop(data)` is true (a lossy link, in tests)."""
+    original: Callable[[bytes, int], Awaitable[None]] = _require(dtls, DTLS_HANDLE_RTP)
+
+    async def handle(data: bytes, arrival_time_ms: int) -> None:
+        if not drop(data):
+            await original(data, arrival_time_ms)
+
+    setattr(dtls, DTLS_HANDLE_RTP, handle)

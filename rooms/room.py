@@ -1,0 +1,351 @@
+"""The live state of one meeting: seats, lobby, hands, chat, lock, and the rules for each change.
+
+Every method either raises RoomError and changes nothing, or makes the change and returns the
+events that tell everyone about it.
+"""
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from rooms import events as ev
+from rooms.chat import ChatLog, chat_text
+from rooms.errors import Forbidden, Invalid, NotFound, RoomError
+from rooms.events import Event
+from rooms.hands import HandQueue
+from rooms.lobby import Lobby, LobbyEntry
+from rooms.meeting import Meeting, now
+from rooms.participant import Participant, Visitor, new_seat_id
+from rooms.ratelimit import TokenBucket
+from rooms.roles import RANK, Permission, Role, can, may_assign
+
+REMOVED_MESSAGE = "A moderator removed you from the meeting."
+DENIED_MESSAGE = "A moderator did not let you in."
+ENDED_MESSAGE = "The meeting has ended."
+
+_P = Permission
+_STATE_NEEDS = {"mic": _P.PUBLISH_AUDIO, "camera": _P.PUBLISH_VIDEO, "screen": _P.PUBLISH_SCREEN}
+
+
+@dataclass(frozen=True)
+class RoomLimits:
+    chat_max_length: int = 1000
+    chat_burst: int = 5
+    chat_per_second: float = 0.5
+    max_participants: int = 500
+
+
+class LiveRoom:
+    """One meeting while someone is in it. Not thread-safe: one event loop drives it."""
+
+    def __init__(
+        self,
+        meeting: Meeting,
+        limits: RoomLimits | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], datetime] = now,
+    ) -> None:
+        self.meeting = meeting
+        self.limits = limits or RoomLimits()
+        self.locked = False
+        self._clock = clock
+        self._wall = wall
+        self._seats: dict[str, Participant] = {}
+        self._lobby = Lobby()
+        self._hands = HandQueue()
+        self._chat = ChatLog()
+        self._buckets: dict[str, TokenBucket] = {}
+        # Identities of people removed: kept out while locked, sent through the lobby after.
+        self._removed: set[str] = set()
+
+    # reading
+
+    def __len__(self) -> int:
+        """Seats plus people waiting: a room with none is over."""
+        return len(self._seats) + len(self._lobby)
+
+    def participants(self) -> list[Participant]:
+        return list(self._seats.values())
+
+    def participant(self, seat_id: str) -> Participant:
+        seat = self._seats.get(seat_id)
+        if seat is None:
+            raise NotFound("participant")
+        return seat
+
+    def lobby_entries(self) -> list[LobbyEntry]:
+        return self._lobby.entries()
+
+    def position(self, entry_id: str) -> int:
+        return self._lobby.position(entry_id)
+
+    def in_lobby(self, entry_id: str) -> bool:
+        return entry_id in self._lobby
+
+    def hands(self) -> list[str]:
+        return self._hands.ids()
+
+    def describe(self, seat: Participant) -> dict[str, Any]:
+        return seat.as_dict(seat.id in self._hands)
+
+    def describe_self(self, seat: Participant) -> dict[str, Any]:
+        return seat.self_dict(seat.id in self._hands)
+
+    def seat_by_key(self, key: object) -> Participant | None:
+        if not isinstance(key, str) or not key:
+            return None
+        return next((s for s in self._seats.values() if s.key == key), None)
+
+    def seat_of(self, identity: str) -> Participant | None:
+        return next((s for s in self._seats.values() if s.visitor.identity == identity), None)
+
+    def waiting_of(self, identity: str) -> LobbyEntry | None:
+        return next((e for e in self._lobby.entries() if e.visitor.identity == identity), None)
+
+    def snapshot(self, seat_id: str) -> dict[str, Any]:
+        """What a participant sees on entering: the `joined` event."""
+        seat = self.participant(seat_id)
+        moderator = seat.can(_P.MODERATE)
+        return {
+            "self": self.describe_self(seat),
+            "seat": seat.key,
+            "meeting": {
+                "id": self.meeting.id,
+                "title": self.meeting.title,
+                "visibility": self.meeting.visibility.value,
+                "settings": self.meeting.settings.as_dict(),
+                "locked": self.locked,
+            },
+            "participants": [self.describe(s) for s in self._seats.values()],
+            "hands": self._hands.ids(),
+            "lobby": [e.as_dict() for e in self._lobby.entries()] if moderator else [],
+            "chat": [m.as_dict() for m in self._chat.recent()],
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """For the REST API and the admin page."""
+        return {
+            "participants": [self.describe(s) for s in self._seats.values()],
+            "lobby": [e.as_dict() for e in self._lobby.entries()],
+            "locked": self.locked,
+        }
+
+    # arriving and leaving
+
+    def arrive(self, visitor: Visitor) -> tuple[Participant | LobbyEntry, list[Event]]:
+        """Seat a visitor, or put them in the lobby, or refuse (locked, full)."""
+        removed = visitor.identity is not None and visitor.identity in self._removed
+        if self.locked and (visitor.roster_id is None or removed):
+            raise RoomError("locked", "the room is locked")
+        if len(self) >= self.limits.max_participants:
+            raise RoomError("full", "the room is full")
+        if removed or self._must_wait(visitor.role):
+            entry = self._lobby.knock(visitor, self._wall())
+            return entry, [ev.LobbyChanged()]
+        seat = self._seat(visitor)
+        return seat, [ev.ParticipantJoined(self.describe(seat))]
+
+    def _must_wait(self, role: Role) -> bool:
+        if not self.meeting.settings.lobby or role is Role.VIEWER:
+            return False
+        return not can(role, _P.SKIP_LOBBY)
+
+    def _seat(self, visitor: Visitor) -> Participant:
+        seat = Participant(id=new_seat_id(), visitor=visitor, role=visitor.role)
+        self._seats[seat.id] = seat
+        return seat
+
+    def withdraw(self, entry_id: str) -> list[Event]:
+        """Someone waiting in the lobby went away."""
+        self._lobby.take(entry_id)
+        return [ev.LobbyChanged()]
+
+    def drop(self, seat_id: str) -> list[Event]:
+        """The connection was lost: the seat is kept, shown as not connected."""
+        return self._set_connected(seat_id, False)
+
+    def resume(self, seat_id: str) -> list[Event]:
+        """The participant is back on their seat."""
+        return self._set_connected(seat_id, True)
+
+    def _set_connected(self, seat_id: str, connected: bool) -> list[Event]:
+        seat = self.participant(seat_id)
+        if seat.connected == connected:
+            return []
+        seat = self._seats[seat_id] = replace(seat, connected=connected)
+        return [ev.ParticipantUpdated(self.describe(seat))]
+
+    def leave(self, seat_id: str, reason: str = "left") -> list[Event]:
+        self.participant(seat_id)
+        return self._unseat(seat_id, reason)
+
+    def _unseat(self, seat_id: str, reason: str) -> list[Event]:
+        del self._seats[seat_id]
+        self._buckets.pop(seat_id, None)
+        events: list[Event] = [ev.ParticipantLeft(seat_id, reason)]
+        if self._hands.lower(seat_id):
+            events.append(ev.HandsChanged(self._hands.ids()))
+        return events
+
+    # moderation of the lobby
+
+    def _actor(self, actor_id: str, permission: Permission | None = None) -> Participant:
+        actor = self._seats.get(actor_id)
+        if actor is None:
+            raise RoomError("not_joined", "join the meeting first")
+        if permission is not None and not actor.can(permission):
+            raise Forbidden()
+        return actor
+
+    def admit(self, actor_id: str, entry_id: str) -> list[Event]:
+        self._actor(actor_id, _P.MODERATE)
+        entry = self._lobby.take(entry_id)
+        return [*self._admit(entry), ev.LobbyChanged()]
+
+    def _admit(self, entry: LobbyEntry) -> list[Event]:
+        if entry.visitor.identity is not None:
+            self._removed.discard(entry.visitor.identity)
+        seat = self._seat(entry.visitor)
+        return [ev.Admitted(entry.id, seat.id), ev.ParticipantJoined(self.describe(seat))]
+
+    def admit_all(self, actor_id: str) -> list[Event]:
+        self._actor(actor_id, _P.MODERATE)
+        events: list[Event] = []
+        for entry in self._lobby.entries():
+            events += self._admit(self._lobby.take(entry.id))
+        if events:
+            events.append(ev.LobbyChanged())
+        return events
+
+    def deny(self, actor_id: str, entry_id: str) -> list[Event]:
+        self._actor(actor_id, _P.MODERATE)
+        entry = self._lobby.take(entry_id)
+        return [ev.Denied(entry.id, DENIED_MESSAGE), ev.LobbyChanged()]
+
+    # what participants do
+
+    def chat(self, actor_id: str, text: object) -> list[Event]:
+        actor = self._actor(actor_id, _P.CHAT)
+        clean = chat_text(text, self.limits.chat_max_length)
+        bucket = self._buckets.get(actor_id)
+        if bucket is None:
+            bucket = TokenBucket(self.limits.chat_burst, self.limits.chat_per_second, self._clock)
+            self._buckets[actor_id] = bucket
+        if not bucket.take():
+            raise RoomError("rate_limited", "too many messages; wait a moment")
+        message = self._chat.post(actor.id, actor.name, clean, self._wall())
+        return [ev.ChatPosted(message.as_dict())]
+
+    def hand(self, actor_id: str, raised: bool, target_id: str | None = None) -> list[Event]:
+        actor = self._actor(actor_id)
+        if target_id is None or target_id == actor_id:
+            if not actor.can(_P.RAISE_HAND):
+                raise Forbidden()
+            target = actor
+        else:
+            if not actor.can(_P.MODERATE):
+                raise Forbidden()
+            if raised:
+                raise Invalid("only the participant may raise their own hand")
+            target = self.participant(target_id)
+        changed = self._hands.raise_hand(target.id) if raised else self._hands.lower(target.id)
+        if not changed:
+            return []
+        return [
+            ev.HandsChanged(self._hands.ids()),
+            ev.ParticipantUpdated(self.describe(target)),
+        ]
+
+    def set_state(self, actor_id: str, changes: dict[str, bool]) -> list[Event]:
+        """What a participant publishes: mic, camera, screen (turning on needs the permission)."""
+        actor = self._actor(actor_id)
+        for name, on in changes.items():
+            if name not in _STATE_NEEDS:
+                raise Invalid(f"unknown state {name}")
+            if on and not actor.can(_STATE_NEEDS[name]):
+                raise Forbidden(f"your role may not publish {name}")
+        updated = _with_state(actor, changes)
+        if updated == actor:
+            return []
+        self._seats[actor_id] = updated
+        return [ev.ParticipantUpdated(self.describe(updated))]
+
+    # moderation of participants
+
+    def _target(self, actor: Participant, target_id: str) -> Participant:
+        """A participant the actor may act on: not themselves, and not of their rank or above."""
+        target = self.participant(target_id)
+        if target.id == actor.id:
+            raise Invalid("you cannot do this to yourself")
+        if actor.role is not Role.HOST and RANK[target.role] >= RANK[actor.role]:
+            raise Forbidden("the participant's role is not below yours")
+        return target
+
+    def remove(self, actor_id: str, target_id: str) -> list[Event]:
+        actor = self._actor(actor_id, _P.MODERATE)
+        target = self._target(actor, target_id)
+        if target.visitor.identity is not None:
+            self._removed.add(target.visitor.identity)
+        return [ev.Removed(target.id, REMOVED_MESSAGE), *self._unseat(target.id, "removed")]
+
+    def lock(self, actor_id: str, locked: bool) -> list[Event]:
+        self._actor(actor_id, _P.MODERATE)
+        if self.locked == locked:
+            return []
+        self.locked = locked
+        return [ev.LockChanged(locked)]
+
+    def ask_mute(self, actor_id: str, target_id: str) -> list[Event]:
+        actor = self._actor(actor_id, _P.MODERATE)
+        target = self.participant(target_id)
+        if target.id == actor.id:
+            raise Invalid("you cannot do this to yourself")
+        if actor.role is not Role.HOST and RANK[target.role] > RANK[actor.role]:
+            raise Forbidden("the participant's role is above yours")
+        return [ev.MuteAsked(target.id, actor.name)]
+
+    def set_role(self, actor_id: str, target_id: str, role: Role) -> list[Event]:
+        actor = self._actor(actor_id, _P.ASSIGN_ROLES)
+        target = self.participant(target_id)
+        if target.id == actor.id:
+            raise Forbidden("you cannot change your own role")
+        if not may_assign(actor.role, target.role, role):
+            raise Forbidden("you may not give this role to this participant")
+        if target.role is role:
+            return []
+        updated = replace(target, role=role)
+        # Whatever the new role may not publish is switched off.
+        off = {name: False for name, need in _STATE_NEEDS.items() if not updated.can(need)}
+        updated = _with_state(updated, off)
+        self._seats[target.id] = updated
+        events: list[Event] = [
+            ev.ParticipantUpdated(self.describe(updated)),
+            ev.SelfChanged(target.id, self.describe_self(updated)),
+        ]
+        if target.visitor.roster_id is not None:
+            events.append(ev.RoleSaved(target.visitor.roster_id, role))
+        return events
+
+    def end(self, actor_id: str) -> list[Event]:
+        self._actor(actor_id, _P.MODERATE)
+        return self.close(ENDED_MESSAGE)
+
+    def close(self, message: str) -> list[Event]:
+        """End the meeting for everyone, without asking whose right it is (the server's call)."""
+        self._seats.clear()
+        self._buckets.clear()
+        self._lobby = Lobby()
+        self._hands = HandQueue()
+        return [ev.Ended(message)]
+
+
+def _with_state(seat: Participant, changes: dict[str, bool]) -> Participant:
+    return replace(
+        seat,
+        mic=changes.get("mic", seat.mic),
+        camera=changes.get("camera", seat.camera),
+        screen=changes.get("screen", seat.screen),
+    )

@@ -1,0 +1,285 @@
+"""The OpenAPI 3.1 document of /api, served at /api/openapi.json and checked by the tests."""
+
+from typing import Any
+
+from aiohttp import web
+
+from server.context import SETTINGS
+
+Schema = dict[str, Any]
+
+_TIME: Schema = {"type": "string", "format": "date-time"}
+_TEXT: Schema = {"type": "string"}
+_ROLE: Schema = {
+    "type": "string",
+    "enum": ["host", "moderator", "speaker", "participant", "viewer"],
+}
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _object(required: list[str], properties: dict[str, Schema], *, closed: bool = True) -> Schema:
+    schema: Schema = {"type": "object", "required": required, "properties": properties}
+    if closed:
+        schema["additionalProperties"] = False
+    return schema
+
+
+_SETTINGS = _object(
+    [],
+    {
+        "lobby": {"type": "boolean"},
+        "viewers_allowed": {"type": "boolean"},
+        "recording_notice": {"type": "string", "maxLength": 500},
+    },
+)
+_MEETING_FIELDS: dict[str, Schema] = {
+    "title": {"type": "string", "minLength": 1, "maxLength": 200},
+    "starts_at": _TIME,
+    "visibility": {"type": "string", "enum": ["public", "invite"]},
+    "settings": _ref("MeetingSettings"),
+}
+_ENTRY_FIELDS: dict[str, Schema] = {
+    "name": {"type": "string", "minLength": 1, "maxLength": 100},
+    "role": _ROLE,
+    "school": {"type": "string", "maxLength": 200},
+    "region": {"type": "string", "maxLength": 200},
+}
+_LIVE = _object(
+    ["participants", "lobby", "locked"],
+    {
+        "participants": {"type": "array", "items": {"type": "object"}},
+        "lobby": {"type": "array", "items": {"type": "object"}},
+        "locked": {"type": "boolean"},
+    },
+    closed=False,
+)
+
+SCHEMAS: dict[str, Schema] = {
+    "MeetingSettings": {**_SETTINGS, "required": ["lobby", "viewers_allowed", "recording_notice"]},
+    "Meeting": _object(
+        ["id", "title", "starts_at", "visibility", "settings", "created_at"],
+        {"id": _TEXT, **_MEETING_FIELDS, "created_at": _TIME},
+        closed=False,
+    ),
+    "MeetingUrls": _object(
+        ["admin_url", "watch_url"],
+        {"admin_url": _TEXT, "watch_url": _TEXT, "host_url": _TEXT},
+        closed=False,
+    ),
+    "MeetingCreated": {"allOf": [_ref("Meeting"), _ref("MeetingUrls")]},
+    "MeetingDetail": {
+        "allOf": [
+            _ref("Meeting"),
+            _ref("MeetingUrls"),
+            _object(["live"], {"live": {"oneOf": [{"type": "null"}, _LIVE]}}, closed=False),
+        ]
+    },
+    "MeetingList": _object(["meetings"], {"meetings": {"type": "array", "items": _ref("Meeting")}}),
+    "NewMeeting": _object(
+        ["title"],
+        {
+            **_MEETING_FIELDS,
+            "settings": _SETTINGS,
+            "host": _object(["name"], {k: _ENTRY_FIELDS[k] for k in ("name", "school", "region")}),
+        },
+    ),
+    "MeetingChanges": _object([], {**_MEETING_FIELDS, "settings": _SETTINGS}),
+    "RosterEntry": _object(
+        ["id", "meeting_id", "name", "role", "school", "region", "created_at"],
+        {"id": _TEXT, "meeting_id": _TEXT, **_ENTRY_FIELDS, "created_at": _TIME},
+        closed=False,
+    ),
+    "RosterEntryWithUrl": {
+        "allOf": [_ref("RosterEntry"), _object(["url"], {"url": _TEXT}, closed=False)]
+    },
+    "RosterEntryWithLink": {"allOf": [_ref("RosterEntry"), _ref("Link")]},
+    "Roster": _object(
+        ["roster"], {"roster": {"type": "array", "items": _ref("RosterEntryWithUrl")}}
+    ),
+    "NewRosterEntry": _object(["name", "role"], _ENTRY_FIELDS),
+    "RosterEntryChanges": _object([], _ENTRY_FIELDS),
+    "Link": _object(
+        ["url", "token", "expires_at"],
+        {"url": _TEXT, "token": _TEXT, "expires_at": _TIME},
+        closed=False,
+    ),
+    "NewGuestLink": _object(
+        ["role"], {"role": {"type": "string", "enum": ["participant", "viewer"]}}
+    ),
+    "Stay": _object(
+        ["person", "name", "role", "school", "region", "joined_at", "left_at"],
+        {
+            "person": _TEXT,
+            "name": _TEXT,
+            "role": _TEXT,
+            "school": _TEXT,
+            "region": _TEXT,
+            "joined_at": _TIME,
+            "left_at": {"oneOf": [{"type": "null"}, _TIME]},
+        },
+    ),
+    "Attendance": _object(["attendance"], {"attendance": {"type": "array", "items": _ref("Stay")}}),
+    "Error": _object(
+        ["error"],
+        {"error": _object(["code", "message"], {"code": _TEXT, "message": _TEXT})},
+    ),
+}
+
+_ERRORS = {
+    "400": "a field is missing or invalid; the message names it",
+    "401": "no credentials, or a bad or expired key or token",
+    "403": "the credentials do not open this meeting or endpoint",
+    "404": "no such meeting or roster entry",
+    "413": "the body is larger than 64 KiB",
+    "415": "the body is not application/json",
+}
+
+
+def _json(schema: str, description: str) -> Schema:
+    return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
+
+
+def _operation(
+    summary: str,
+    ok: tuple[str, str, str | None],
+    *,
+    body: str | None = None,
+    body_required: bool = True,
+    errors: tuple[str, ...] = ("401", "403", "404"),
+) -> Schema:
+    status, description, schema = ok
+    success: Schema = _json(schema, description) if schema else {"description": description}
+    responses: Schema = {status: success}
+    codes = list(errors) + (["400", "413", "415"] if body else [])
+    for code in sorted(set(codes)):
+        responses[code] = _json("Error", _ERRORS[code])
+    op: Schema = {"summary": summary, "responses": responses}
+    if body:
+        op["requestBody"] = {
+            "required": body_required,
+            "content": {"application/json": {"schema": _ref(body)}},
+        }
+    return op
+
+
+_MID = {"name": "meeting_id", "in": "path", "required": True, "schema": _TEXT}
+_EID = {"name": "entry_id", "in": "path", "required": True, "schema": _TEXT}
+_ADMIN = ("401", "403")
+
+PATHS: dict[str, Schema] = {
+    "/api/meetings": {
+        "get": _operation(
+            "List meetings (admin)", ("200", "meetings", "MeetingList"), errors=_ADMIN
+        ),
+        "post": _operation(
+            "Schedule a meeting (admin); with `host`, also add a host roster entry",
+            ("201", "the meeting and its links", "MeetingCreated"),
+            body="NewMeeting",
+            errors=_ADMIN,
+        ),
+    },
+    "/api/meetings/{meeting_id}": {
+        "parameters": [_MID],
+        "get": _operation("A meeting, with its live state", ("200", "meeting", "MeetingDetail")),
+        "patch": _operation(
+            "Change a meeting",
+            ("200", "the changed meeting", "MeetingDetail"),
+            body="MeetingChanges",
+        ),
+        "delete": _operation("Delete a meeting; ends its live room", ("204", "deleted", None)),
+    },
+    "/api/meetings/{meeting_id}/roster": {
+        "parameters": [_MID],
+        "get": _operation("The roster, each with a fresh invite link", ("200", "roster", "Roster")),
+        "post": _operation(
+            "Invite someone with a role",
+            ("201", "the entry and its personal link", "RosterEntryWithLink"),
+            body="NewRosterEntry",
+        ),
+    },
+    "/api/meetings/{meeting_id}/roster/{entry_id}": {
+        "parameters": [_MID, _EID],
+        "patch": _operation(
+            "Change a roster entry", ("200", "the entry", "RosterEntry"), body="RosterEntryChanges"
+        ),
+        "delete": _operation("Remove a roster entry", ("204", "removed", None)),
+    },
+    "/api/meetings/{meeting_id}/roster/{entry_id}/link": {
+        "parameters": [_MID, _EID],
+        "post": _operation("A fresh personal invite link", ("200", "the link", "Link")),
+    },
+    "/api/meetings/{meeting_id}/links": {
+        "parameters": [_MID],
+        "post": _operation(
+            "A guest link (participant or viewer) without a roster entry",
+            ("200", "the link", "Link"),
+            body="NewGuestLink",
+        ),
+    },
+    "/api/meetings/{meeting_id}/attendance": {
+        "parameters": [_MID],
+        "get": _operation("Who was there, one record per stay", ("200", "stays", "Attendance")),
+    },
+    "/api/meetings/{meeting_id}/attendance.csv": {
+        "parameters": [_MID],
+        "get": {
+            **_operation("Attendance as a CSV download", ("200", "CSV", None)),
+            "responses": {
+                "200": {"description": "UTF-8 CSV with a BOM", "content": {"text/csv": {}}},
+                **{c: _json("Error", _ERRORS[c]) for c in ("401", "403", "404")},
+            },
+        },
+    },
+    "/api/openapi.json": {
+        "get": {
+            "summary": "This document",
+            "security": [],
+            "responses": {
+                "200": {"description": "OpenAPI 3.1", "content": {"application/json": {}}}
+            },
+        }
+    },
+}
+
+
+def document(server_url: str) -> Schema:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Veche REST API",
+            "version": "1",
+            "description": "Meetings, roster, links and attendance. See docs/api.md.",
+        },
+        "servers": [{"url": server_url}],
+        "security": [{"apiKey": []}, {"hostToken": []}, {"adminSession": []}],
+        "paths": PATHS,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "VECHE_API_KEY (or data_dir/api_key): everything",
+                },
+                "hostToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "invite token of a roster entry whose role is host: its meeting",
+                },
+                "adminSession": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "veche_admin",
+                    "description": "set by /login; non-GET requests must be application/json",
+                },
+            },
+        },
+    }
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.json_response(document(request.app[SETTINGS].base_url))

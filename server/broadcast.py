@@ -1,0 +1,234 @@
+"""What a live room's events become on the wire: emits to rooms and to single connections.
+
+The base of the /meeting namespace (server/namespace.py): it keeps the live meetings of this
+process, binds seats and lobby entries to connections, and turns rooms/ events into emits.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Any
+
+import socketio
+
+from rooms import events as ev
+from rooms.errors import NotFound, RoomError
+from rooms.events import Event
+from rooms.meeting import now
+from rooms.roles import Permission, Role
+from rooms.store import Store
+from server.config import Settings
+from server.live import Connection, LiveMeeting
+
+
+class RoomBroadcast(socketio.AsyncNamespace):  # type: ignore[misc]
+    """Live meetings of this process and the emits that tell of their changes."""
+
+    def __init__(self, namespace: str, settings: Settings, store: Callable[[], Store]) -> None:
+        super().__init__(namespace)
+        self._settings = settings
+        self._store = store  # read late: the store opens in a cleanup context after setup
+        self._meetings: dict[str, LiveMeeting] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def _connection(self, sid: str) -> Connection:
+        session = await self.get_session(sid)
+        conn = session.get("conn")
+        if not isinstance(conn, Connection):
+            raise RoomError("not_joined", "connect again")
+        return conn
+
+    async def _tell(self, sid: str, event: str, data: dict[str, Any]) -> None:
+        # Our own connections live in this process: skip the message queue so that what one
+        # client is told keeps its order with acks and disconnects.
+        await self.emit(event, data, to=sid, ignore_queue=True)
+
+    async def _detach(self, sid: str) -> None:
+        with contextlib.suppress(Exception):
+            (await self._connection(sid)).detach()
+
+    def _spawn(self, work: Awaitable[None]) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _forget_if_empty(self, live: LiveMeeting) -> None:
+        meeting_id = live.room.meeting.id
+        if len(live.room) == 0 and self._meetings.get(meeting_id) is live:
+            del self._meetings[meeting_id]
+
+    async def _leave_rooms(self, sid: str, live: LiveMeeting) -> None:
+        await self.leave_room(sid, live.room_name)
+        await self.leave_room(sid, live.moderators_name)
+
+    async def _enter_rooms(self, sid: str, live: LiveMeeting, seat_id: str) -> None:
+        await self.enter_room(sid, live.room_name)
+        if live.room.participant(seat_id).can(Permission.MODERATE):
+            await self.enter_room(sid, live.moderators_name)
+        else:
+            await self.leave_room(sid, live.moderators_name)
+
+    def _start_grace(self, live: LiveMeeting, seat_id: str) -> None:
+        old = live.timers.pop(seat_id, None)
+        if old is not None:
+            old.cancel()
+        task = self._spawn(self._expire(live, seat_id))
+        live.timers[seat_id] = task
+
+    async def _expire(self, live: LiveMeeting, seat_id: str) -> None:
+        await asyncio.sleep(self._settings.reconnect_grace)
+        async with live.lock:
+            if live.timers.get(seat_id) is not asyncio.current_task():
+                return
+            del live.timers[seat_id]
+            if seat_id in live.sids:
+                return
+            try:
+                events = live.room.leave(seat_id, "timeout")
+            except NotFound:
+                return
+            await self._apply(live, events, [])
+            self._forget_if_empty(live)
+
+    async def _seat(self, sid: str, conn: Connection, live: LiveMeeting, seat_id: str) -> None:
+        """Bind a new seat to its connection and open its attendance record."""
+        conn.seat_id = seat_id
+        conn.entry_id = None
+        live.sids[seat_id] = sid
+        seat = live.room.participant(seat_id)
+        v = seat.visitor
+        live.stays[seat_id] = await self._store().record_join(
+            live.room.meeting.id,
+            v.roster_id or seat.id,
+            v.name,
+            seat.role.value,
+            v.school,
+            v.region,
+            now(),
+        )
+
+    async def _apply(self, live: LiveMeeting, events: list[Event], closing: list[str]) -> None:
+        """Emit what `events` say happened; connections to close go to `closing`."""
+        room = live.room_name
+        for event in events:
+            match event:
+                case ev.ParticipantJoined(participant=data):
+                    skip = live.sids.get(data["id"])
+                    await self.emit("participant_joined", data, room=room, skip_sid=skip)
+                case ev.ParticipantUpdated(participant=data):
+                    await self.emit("participant_updated", data, room=room)
+                case ev.ParticipantLeft(id=seat_id, reason=reason):
+                    await self._unbind(live, seat_id)
+                    left = {"id": seat_id, "reason": reason}
+                    await self.emit("participant_left", left, room=room)
+                case ev.SelfChanged(id=seat_id, self=data):
+                    sid = live.sids.get(seat_id)
+                    if sid is not None:
+                        await self._enter_rooms(sid, live, seat_id)
+                        await self._tell(sid, "you", data)
+                        if Permission.MODERATE.value in data["permissions"]:
+                            await self._tell(sid, "lobby_updated", self._lobby_list(live))
+                case ev.LobbyChanged():
+                    await self.emit(
+                        "lobby_updated", self._lobby_list(live), room=live.moderators_name
+                    )
+                    for entry_id, sid in live.waiting.items():
+                        if live.room.in_lobby(entry_id):
+                            place = {"position": live.room.position(entry_id)}
+                            await self._tell(sid, "lobby", place)
+                case ev.Admitted(entry_id=entry_id, participant_id=seat_id):
+                    await self._admitted(live, entry_id, seat_id)
+                case ev.Denied(entry_id=entry_id, message=message):
+                    sid = live.waiting.pop(entry_id, None)
+                    if sid is not None:
+                        await self._detach(sid)
+                        await self._tell(sid, "denied", {"message": message})
+                        closing.append(sid)
+                case ev.HandsChanged(hands=hands):
+                    await self.emit("hands", {"hands": hands}, room=room)
+                case ev.ChatPosted(message=message):
+                    await self.emit("chat", message, room=room)
+                case ev.LockChanged(locked=locked):
+                    await self.emit("locked", {"locked": locked}, room=room)
+                case ev.MuteAsked(id=seat_id, by=by):
+                    sid = live.sids.get(seat_id)
+                    if sid is not None:
+                        await self._tell(sid, "mute_request", {"by": by})
+                case ev.Removed(id=seat_id, message=message):
+                    sid = live.sids.get(seat_id)
+                    if sid is not None:
+                        await self._tell(sid, "removed", {"message": message})
+                        closing.append(sid)
+                case ev.Ended(message=message):
+                    await self._ended(live, message, closing)
+                case ev.RoleSaved(roster_id=roster_id, role=role):
+                    await self._save_role(live.room.meeting.id, roster_id, role)
+
+    def _lobby_list(self, live: LiveMeeting) -> dict[str, Any]:
+        return {"lobby": [e.as_dict() for e in live.room.lobby_entries()]}
+
+    async def _unbind(self, live: LiveMeeting, seat_id: str) -> None:
+        """A seat is gone: close its stay, free its connection, stop its timer."""
+        timer = live.timers.pop(seat_id, None)
+        if timer is not None and timer is not asyncio.current_task():
+            timer.cancel()
+        stay = live.stays.pop(seat_id, None)
+        if stay is not None:
+            await self._store().record_leave(stay, now())
+        sid = live.sids.pop(seat_id, None)
+        if sid is not None:
+            await self._leave_rooms(sid, live)
+            await self._detach(sid)
+
+    async def _admitted(self, live: LiveMeeting, entry_id: str, seat_id: str) -> None:
+        sid = live.waiting.pop(entry_id, None)
+        if sid is None:  # gone meanwhile; the seat waits out the grace period like a drop
+            live.room.drop(seat_id)
+            self._start_grace(live, seat_id)
+            return
+        conn = await self._connection(sid)
+        await self._seat(sid, conn, live, seat_id)
+        await self._tell(sid, "admitted", {})
+        await self._enter_rooms(sid, live, seat_id)
+        await self._tell(sid, "joined", live.room.snapshot(seat_id))
+
+    async def _ended(self, live: LiveMeeting, message: str, closing: list[str]) -> None:
+        at = now()
+        for stay in live.stays.values():
+            await self._store().record_leave(stay, at)
+        live.stays.clear()
+        for timer in live.timers.values():
+            timer.cancel()
+        live.timers.clear()
+        if self._meetings.get(live.room.meeting.id) is live:
+            del self._meetings[live.room.meeting.id]
+        everyone = [*live.sids.values(), *live.waiting.values()]
+        live.sids.clear()
+        live.waiting.clear()
+        for sid in everyone:
+            await self._detach(sid)
+            await self._leave_rooms(sid, live)
+            await self._tell(sid, "ended", {"message": message})
+            closing.append(sid)
+
+    async def _save_role(self, meeting_id: str, roster_id: str, role: Role) -> None:
+        store = self._store()
+        entry = await store.get_entry(meeting_id, roster_id)
+        if entry is not None:
+            await store.update_entry(replace(entry, role=role))
+
+    async def _close(self, sids: list[str]) -> None:
+        """Disconnect connections after telling them why, outside any room lock.
+
+        Deferred by one loop turn so that a sender closing itself (`end`) still gets its ack.
+        """
+        if sids:
+            self._spawn(self._disconnect_soon(list(sids)))
+
+    async def _disconnect_soon(self, sids: list[str]) -> None:
+        await asyncio.sleep(0)
+        for sid in sids:
+            with contextlib.suppress(Exception):
+                await self.disconnect(sid)

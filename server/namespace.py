@@ -1,0 +1,363 @@
+"""The /meeting socket.io namespace: joins, the lobby, chat, hands and moderation.
+
+Handlers check the payload, ask the meeting's LiveRoom (rooms/) to make the change, and turn the
+events it returns into emits. Bad input gets an error reply and changes nothing.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from rooms.errors import Invalid, RoomError
+from rooms.events import Event
+from rooms.meeting import now
+from rooms.participant import Participant, Visitor
+from rooms.roles import parse_role
+from rooms.room import LiveRoom, RoomLimits
+from rooms.store import Store
+from server.auth import Tokens
+from server.broadcast import RoomBroadcast
+from server.config import Settings
+from server.live import Connection, LiveMeeting
+from server.metrics import Metrics
+from server.payloads import flag, ident, payload_object, required_ident
+from server.visitors import at_the_door
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "/meeting"
+STOPPING_MESSAGE = "The server is restarting; reconnect in a moment."
+REPLACED_MESSAGE = "You joined from another window or device."
+
+Handler = Callable[[str, Connection, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class MeetingNamespace(RoomBroadcast):
+    """Live rooms of this process, driven by socket.io events; also the app's LiveRooms."""
+
+    def __init__(
+        self, settings: Settings, store: Callable[[], Store], tokens: Tokens, metrics: Metrics
+    ) -> None:
+        super().__init__(NAMESPACE, settings, store)
+        self._tokens = tokens
+        self._metrics = metrics
+        self._connected: set[str] = set()
+        self._all_gone = asyncio.Event()  # set when the last connection closes
+        self._limits = RoomLimits(
+            chat_max_length=settings.chat_max_length,
+            chat_burst=settings.chat_burst,
+            chat_per_second=settings.chat_per_second,
+            max_participants=settings.max_participants,
+        )
+        self._handlers: dict[str, Handler] = {
+            "join": self._join,
+            "leave": self._leave,
+            "admit": self._admit,
+            "deny": self._deny,
+            "admit_all": self._admit_all,
+            "chat": self._chat,
+            "hand": self._hand,
+            "state": self._state,
+            "remove": self._remove,
+            "lock": self._lock,
+            "set_role": self._set_role,
+            "ask_mute": self._ask_mute,
+            "end": self._end,
+        }
+
+    # figures for /metrics and the LiveRooms protocol
+
+    def meetings_live(self) -> int:
+        return len(self._meetings)
+
+    def seated(self) -> int:
+        return sum(len(m.room.participants()) for m in self._meetings.values())
+
+    def waiting(self) -> int:
+        return sum(len(m.room.lobby_entries()) for m in self._meetings.values())
+
+    def live(self, meeting_id: str) -> dict[str, Any] | None:
+        live = self._meetings.get(meeting_id)
+        return live.room.summary() if live else None
+
+    async def end(self, meeting_id: str, message: str) -> None:
+        live = self._meetings.get(meeting_id)
+        if live is None:
+            return
+        closing: list[str] = []
+        async with live.lock:
+            await self._apply(live, live.room.close(message), closing)
+        await self._close(closing)
+
+    # connection lifecycle
+
+    async def trigger_event(self, event: str, *args: Any) -> Any:
+        if event == "connect":
+            sid = args[0]
+            await self.save_session(sid, {"conn": Connection()})
+            self._connected.add(sid)
+            return True
+        if event == "disconnect":
+            await self._disconnected(args[0])
+            return None
+        return await self._dispatch(event, args[0], args[1:])
+
+    async def _dispatch(self, event: object, sid: str, args: tuple[Any, ...]) -> dict[str, Any]:
+        name = str(event)[:64]
+        try:
+            conn = await self._connection(sid)
+            if not conn.bucket.take():
+                raise RoomError("rate_limited", "too many events; slow down")
+            handler = self._handlers.get(name)
+            if handler is None:
+                raise RoomError("unknown_event", f"no such event: {name}")
+            return await handler(sid, conn, payload_object(args))
+        except RoomError as exc:
+            return await self._refuse(sid, name, exc.code, exc.message)
+        except Exception:
+            log.exception("signaling event %s failed", name)
+            return await self._refuse(sid, name, "internal", "internal server error")
+
+    async def _refuse(self, sid: str, event: str, code: str, message: str) -> dict[str, Any]:
+        self._metrics.error(code)
+        with contextlib.suppress(Exception):  # the sender may be gone already
+            await self._tell(sid, "error", {"event": event, "code": code, "message": message})
+        return {"error": {"code": code, "message": message}}
+
+    async def _disconnected(self, sid: str) -> None:
+        self._connected.discard(sid)
+        if not self._connected:
+            self._all_gone.set()
+        try:
+            conn = await self._connection(sid)
+        except (RoomError, KeyError):
+            return
+        live = self._meetings.get(conn.meeting_id or "")
+        if live is None:
+            return
+        async with live.lock:
+            events: list[Event] = []
+            if conn.entry_id is not None:
+                live.waiting.pop(conn.entry_id, None)
+                if live.room.in_lobby(conn.entry_id):
+                    events = live.room.withdraw(conn.entry_id)
+            elif conn.seat_id is not None and live.sids.get(conn.seat_id) == sid:
+                # The seat is kept for the grace period, shown as not connected.
+                del live.sids[conn.seat_id]
+                await self._leave_rooms(sid, live)
+                events = live.room.drop(conn.seat_id)
+                self._start_grace(live, conn.seat_id)
+            conn.detach()
+            await self._apply(live, events, [])
+            self._forget_if_empty(live)
+
+    # joining
+
+    async def _join(self, sid: str, conn: Connection, p: dict[str, Any]) -> dict[str, Any]:
+        if conn.meeting_id is not None:
+            raise RoomError("already_joined", "this connection has already joined")
+        meeting, visitor, personal = await at_the_door(p, self._store(), self._tokens)
+        seat_key = p.get("seat")
+        if seat_key is not None and (not isinstance(seat_key, str) or len(seat_key) > 64):
+            raise Invalid("seat must be a string")
+        while True:
+            live = self._meetings.get(meeting.id)
+            if live is None:
+                live = self._meetings[meeting.id] = LiveMeeting(LiveRoom(meeting, self._limits))
+            closing: list[str] = []
+            try:
+                async with live.lock:
+                    if self._meetings.setdefault(meeting.id, live) is not live:
+                        continue  # the room emptied and a new one began while we waited
+                    if conn.meeting_id is not None:  # two joins raced on one connection
+                        raise RoomError("already_joined", "this connection has already joined")
+                    live.room.meeting = meeting
+                    return await self._enter(sid, conn, live, visitor, personal, seat_key, closing)
+            finally:
+                self._forget_if_empty(live)
+                await self._close(closing)
+
+    async def _enter(
+        self,
+        sid: str,
+        conn: Connection,
+        live: LiveMeeting,
+        visitor: Visitor,
+        personal: bool,
+        seat_key: str | None,
+        closing: list[str],
+    ) -> dict[str, Any]:
+        """Seat the visitor, resume their seat, or queue them in the lobby (under the lock)."""
+        seat = live.room.seat_by_key(seat_key)
+        if seat is not None and seat.visitor.identity != visitor.identity:
+            seat = None
+        if seat is None and personal and visitor.identity is not None:
+            seat = live.room.seat_of(visitor.identity)
+            if seat is not None and seat.id in live.sids:
+                raise RoomError(
+                    "already_joined",
+                    "you are already in this meeting in another window; "
+                    "close it or rejoin from there",
+                )
+            if seat is None and live.room.waiting_of(visitor.identity) is not None:
+                raise RoomError("already_joined", "you are already waiting in the lobby")
+        if seat is not None:
+            await self._resume(sid, conn, live, seat, closing)
+            return {"ok": True, "status": "joined"}
+        place, events = live.room.arrive(visitor)
+        conn.meeting_id = live.room.meeting.id
+        if isinstance(place, Participant):
+            await self._seat(sid, conn, live, place.id)
+            await self._apply(live, events, closing)
+            self._spawn(self._welcome(sid, live, place.id))
+            return {"ok": True, "status": "joined"}
+        conn.entry_id = place.id
+        live.waiting[place.id] = sid
+        await self._apply(live, events, closing)
+        return {"ok": True, "status": "lobby", "position": live.room.position(place.id)}
+
+    async def _resume(
+        self, sid: str, conn: Connection, live: LiveMeeting, seat: Participant, closing: list[str]
+    ) -> None:
+        """Give a seat kept for the grace period (or held by another connection) to `sid`."""
+        timer = live.timers.pop(seat.id, None)
+        if timer is not None:
+            timer.cancel()
+        old_sid = live.sids.get(seat.id)
+        if old_sid is not None:
+            old = await self._connection(old_sid)
+            old.detach()
+            await self._leave_rooms(old_sid, live)
+            await self._tell(old_sid, "replaced", {"message": REPLACED_MESSAGE})
+            closing.append(old_sid)
+        conn.meeting_id = live.room.meeting.id
+        conn.seat_id = seat.id
+        live.sids[seat.id] = sid
+        await self._apply(live, live.room.resume(seat.id), closing)
+        self._spawn(self._welcome(sid, live, seat.id))
+
+    async def _welcome(self, sid: str, live: LiveMeeting, seat_id: str) -> None:
+        """Send `joined` after the join's ack, then let room events reach the newcomer."""
+        await asyncio.sleep(0)
+        async with live.lock:
+            if live.sids.get(seat_id) != sid:
+                return
+            await self._enter_rooms(sid, live, seat_id)
+            await self._tell(sid, "joined", live.room.snapshot(seat_id))
+
+    # events of joined participants
+
+    async def _in_room(
+        self,
+        conn: Connection,
+        change: Callable[[LiveRoom, str], list[Event]],
+        *,
+        lobby_ok: bool = False,
+    ) -> dict[str, Any]:
+        """Run one change on the caller's room under its lock and tell everyone."""
+        live = self._meetings.get(conn.meeting_id or "")
+        if live is None or (conn.seat_id is None and not lobby_ok):
+            raise RoomError("not_joined", "join the meeting first")
+        closing: list[str] = []
+        try:
+            async with live.lock:
+                if conn.seat_id is None and not lobby_ok:
+                    raise RoomError("not_joined", "join the meeting first")
+                events = change(live.room, conn.seat_id or "")
+                await self._apply(live, events, closing)
+            return {"ok": True}
+        finally:
+            self._forget_if_empty(live)
+            await self._close(closing)
+
+    async def _leave(self, sid: str, conn: Connection, p: dict[str, Any]) -> dict[str, Any]:
+        live = self._meetings.get(conn.meeting_id or "")
+        if live is None:
+            raise RoomError("not_joined", "join the meeting first")
+        try:
+            async with live.lock:
+                if conn.entry_id is not None:
+                    live.waiting.pop(conn.entry_id, None)
+                    events = live.room.withdraw(conn.entry_id)
+                elif conn.seat_id is not None:
+                    events = live.room.leave(conn.seat_id, "left")
+                else:
+                    raise RoomError("not_joined", "join the meeting first")
+                await self._apply(live, events, [])
+                conn.detach()
+            return {"ok": True}
+        finally:
+            self._forget_if_empty(live)
+
+    async def _admit(self, sid: str, conn: Connection, p: dict[str, Any]) -> dict[str, Any]:
+        entry = required_ident(p)
+        return await self._in_room(conn, lambda room, me: room.admit(me, entry))
+
+    async def _deny(self, sid: str, conn: Connection, p: dict[str, Any]) -> dict[str, Any]:
+        entry = required_ident(p)
+        return await self._in_room(conn, lambda room, me: room.deny(me, entry))
+
+    async def _admit_all(self, sid: str, conn: Connection, p: dict[str, Any]) -> dict[str, Any]:
+        return await self._in_room(conn, lambda room, me: room.admit_all(me))
+
+    async def _chat(self, sid: str, conn: Connection, p: dict[str, Any]) -> dict[str, Any]:
+        text = p.get("text")
+        return await self._in_room(conn, lambda room, me: room.chat(me, text))
+
+    async def _hand(self, sid: str, conn: Connection, p: dict[str, Any]) -> dict[str, Any]:
+        raised = bool(flag(p, "raised"))
+        target = ident(p, required=False)
+        return await self._in_room(conn, lambda room, me: room.hand(me, raised, target))
+
+    async def _state(self, sid: str, conn: Connection, p: dict[str, Any]) -> dict[str, Any]:
+        changes: dict[str, bool] = {}
+        for name in ("mic", "camera", "screen"):
+            value = flag(p, name, required=False)
+            if value is not None:
+                changes[name] = value
+        return await self._in_room(conn, lambda room, me: room.set_state(me, changes))
+
+    async def _remove(self, sid: str, conn: Connection, p: dict[str, Any]) -> dict[str, Any]:
+        target = required_ident(p)
+        return await self._in_room(conn, lambda room, me: room.remove(me, target))
+
+    async def _lock(self, sid: str, conn: Connection, p: dict[str, Any]) -> dict[str, Any]:
+        locked = bool(flag(p, "locked"))
+        return await self._in_room(conn, lambda room, me: room.lock(me, locked))
+
+    async def _set_role(self, sid: str, conn: Connection, p: dict[str, Any]) -> dict[str, Any]:
+        target = required_ident(p)
+        role = parse_role(p.get("role"))
+        return await self._in_room(conn, lambda room, me: room.set_role(me, target, role))
+
+    async def _ask_mute(self, sid: str, conn: Connection, p: dict[str, Any]) -> dict[str, Any]:
+        target = required_ident(p)
+        return await self._in_room(conn, lambda room, me: room.ask_mute(me, target))
+
+    async def _end(self, sid: str, conn: Connection, p: dict[str, Any]) -> dict[str, Any]:
+        return await self._in_room(conn, lambda room, me: room.end(me))
+
+    # shutdown
+
+    async def stop(self) -> None:
+        """Tell everyone the server is stopping, give them a moment, then close every stay."""
+        await self.emit("server_stopping", {"message": STOPPING_MESSAGE}, ignore_queue=True)
+        if self._connected:
+            self._all_gone.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._all_gone.wait(), self._settings.shutdown_notice)
+        at = now()
+        for live in list(self._meetings.values()):
+            async with live.lock:
+                for stay in live.stays.values():
+                    await self._store().record_leave(stay, at)
+                live.stays.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        for sid in list(self._connected):
+            await self._detach(sid)
+            with contextlib.suppress(Exception):
+                await self.disconnect(sid)
+        self._meetings.clear()
