@@ -62,7 +62,5 @@ def new_entry(meeting_id: str, fields: dict[str, Any]) -> RosterEntry:
     for required in ("name", "role"):
         if required not in fields:
             raise Invalid(f"{required} is required")
-    base = RosterEntry(
-        id=new_id(5), meeting_id=meeting_id, name="-", role=Role.PARTICIPANT
-    )
+    base = RosterEntry(id=new_id(5), meeting_id=meeting_id, name="-", role=Role.PARTICIPANT)
     return apply_entry_changes(base, fields)
