@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from bench import proc
 from bench.clip import Clip
-from bench.peers import Publisher, Viewer, decoder_threads
+from bench.peers import Publisher, Snapshot, Viewer, decoder_threads
 from bench.source import Config, SourceProcess
 from bench.stats import TOOL_LIMIT, Result, percentile
 from bench.targets import Feed, Leave, Target
@@ -188,6 +188,11 @@ async def _window(
     after = [(v.snapshot("video"), v.snapshot("audio")) for v in viewers]
     watcher.cancel()
     report = await source.report() if source is not None else None
+    if report is not None:
+        zero = Snapshot(0, 0, 0, 0)
+        for probe in report.received:
+            before.append((zero, zero))
+            after.append((Snapshot(**probe["video"]), Snapshot(**probe["audio"])))
 
     video_packets = audio_packets = bytes_ = expected = video_expected = 0
     video_received = video_frames = 0
@@ -204,9 +209,6 @@ async def _window(
         rates.append((v1.frames - v0.frames) / wall)
     packets = video_packets + audio_packets
     probes = report.probes if report else 0
-    if report is not None:
-        packets += report.packets
-        bytes_ += report.bytes
     cpu_us = cpu_percent = rss_mb = None
     if server0 is not None and server1 is not None and idle is not None:
         used = server1.cpu_seconds - server0.cpu_seconds
@@ -238,7 +240,7 @@ async def _window(
     lag_max = max(lags, default=0.0)
     if lag_max > LAG_NOTE and report is None:
         notes.append(f"the tool's event loop stalled up to {lag_max:.0f} ms: delays include it")
-    threads = decoder_threads()
+    threads = decoder_threads() + (report.decoder_threads if report else 0)
     if threads:
         notes.append(f"{threads} decoder threads alive in the tool: the receiver tap failed")
     return Result(

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from bench import clip
-from bench.peers import Publisher, Viewer
+from bench.peers import Publisher, Snapshot, Viewer, decoder_threads
 from bench.targets import Feed, Leave, TargetSpec, open_target
 
 READY_TIMEOUT = 15.0
@@ -45,11 +45,12 @@ class Config:
 @dataclass
 class Report:
     probes: int
-    packets: int  # RTP packets the probes received since `window`
-    bytes: int
+    # per probe, what it received since `window`: {"video": Snapshot, "audio": Snapshot} as dicts
+    received: list[dict[str, dict[str, int]]]
     delays_ms: list[float]
     unmatched: int
     lag_ms_max: float  # the source process's own worst event-loop stall
+    decoder_threads: int
 
 
 class SourceProcess:
@@ -158,7 +159,7 @@ async def _commands(probes: list[Viewer], lags: list[float]) -> None:
     reader = asyncio.StreamReader()
     loop = asyncio.get_running_loop()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    start = [(0, 0)] * len(probes)
+    start = [_count(p) for p in probes]
     while line := (await reader.readline()).strip():
         if line == b"window":
             for probe in probes:
@@ -171,20 +172,26 @@ async def _commands(probes: list[Viewer], lags: list[float]) -> None:
             end = [_count(p) for p in probes]
             report = Report(
                 probes=len(probes),
-                packets=sum(e[0] - s[0] for s, e in zip(start, end, strict=True)),
-                bytes=sum(e[1] - s[1] for s, e in zip(start, end, strict=True)),
+                received=[
+                    {kind: _minus(e[kind], s[kind]) for kind in ("video", "audio")}
+                    for s, e in zip(start, end, strict=True)
+                ],
                 delays_ms=[d * 1000 for p in probes for d in p.delays],
                 unmatched=sum(p.unmatched for p in probes),
                 lag_ms_max=max(lags, default=0.0),
+                decoder_threads=decoder_threads(),
             )
             _say(asdict(report))
         else:
             _say({"error": f"unknown command {line[:40]!r}"})
 
 
-def _count(viewer: Viewer) -> tuple[int, int]:
-    video, audio = viewer.snapshot("video"), viewer.snapshot("audio")
-    return video.packets + audio.packets, video.bytes + audio.bytes
+def _count(viewer: Viewer) -> dict[str, Snapshot]:
+    return {"video": viewer.snapshot("video"), "audio": viewer.snapshot("audio")}
+
+
+def _minus(end: Snapshot, start: Snapshot) -> dict[str, int]:
+    return {k: v - getattr(start, k) for k, v in asdict(end).items()}
 
 
 async def _watch_lag(lags: list[float]) -> None:

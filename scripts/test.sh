@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
-need_debian_packages redis-server:redis-server chromium:chromium npm:npm
+# janus: the bench compares Veche with Janus side by side, in CI too.
+need_debian_packages redis-server:redis-server chromium:chromium npm:npm janus:janus gcc:gcc
 python_env ".[dev]"
 frontend_env
 say "ruff"

@@ -15,6 +15,16 @@ def test_meeting_is_everyone_watching_everyone_else() -> None:
     assert {source for source, _ in watches} == {0, 1, 2, 3}
 
 
+def test_source_process_takes_each_publishers_first_watch() -> None:
+    [plan] = plans(parser().parse_args(["meeting", "-n", "3"]))
+    load = plan.load_watches(probe=True)
+    assert len(load) == len(plan.watches()) - 3
+    assert sorted(source for source, _ in load) == [0, 1, 2]
+    [broadcast] = plans(parser().parse_args(["broadcast", "-m", "5"]))
+    assert len(broadcast.load_watches(probe=True)) == 4
+    assert broadcast.load_watches(probe=False) == broadcast.watches()
+
+
 def test_broadcast_and_sweep_plans() -> None:
     [plan] = plans(parser().parse_args(["broadcast", "-m", "7", "--seconds", "3"]))
     assert plan == Plan("broadcast", 1, 7, seconds=3, settle=2)

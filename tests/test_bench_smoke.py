@@ -28,28 +28,19 @@ def run_tool(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str
     )
 
 
-def broadcast(server: str, codec: str) -> dict[str, Any]:
-    done = run_tool(
-        "broadcast",
-        "--server",
-        server,
-        "--codec",
-        codec,
-        "-m",
-        "2",
-        "--seconds",
-        "4",
-        "--settle",
-        "1",
-        "--json",
-        "--no-progress",
-    )
+def tool_json(*args: str) -> dict[str, Any]:
+    """Run the tool (args start with the scenario, then --server NAME); its JSON result."""
+    done = run_tool(*args, "--seconds", "4", "--settle", "1", "--json", "--no-progress")
     assert done.returncode == 0, done.stderr[-3000:]
     table, line = done.stdout.strip().splitlines()[:-1], done.stdout.strip().splitlines()[-1]
-    assert any(server in row for row in table)
+    assert any(args[2] in row for row in table)
     [result] = json.loads(line)["results"]
     assert isinstance(result, dict)
     return result
+
+
+def broadcast(server: str, codec: str) -> dict[str, Any]:
+    return tool_json("broadcast", "--server", server, "--codec", codec, "-m", "2")
 
 
 def check(result: dict[str, Any]) -> None:
@@ -88,6 +79,19 @@ def test_janus_broadcast_h264() -> None:
     # Janus forwards payloads untouched: frames match their send times, delay is measured.
     assert result["delay_matched_percent"] > 90
     assert result["delay_ms_p50"] is not None and result["delay_ms_p50"] < 50
+
+
+@pytest.mark.usefixtures("janus_installed")
+def test_janus_meeting_measured_in_one_process() -> None:
+    """3 participants each watching the other two, without the source process: the main
+    process publishes and its viewers measure the delay."""
+    result = tool_json("meeting", "--server", "janus", "-n", "3", "--no-probe")
+    assert result["publishers"] == 3 and result["viewers"] == 6
+    assert result["viewers_without_video"] == 0
+    assert result["loss_percent"] < 5
+    assert result["video_frames"] > 6 * 3 * 20
+    assert result["delay_matched_percent"] > 90
+    assert result["decoder_threads"] == 0
 
 
 def test_external_server_needs_urls() -> None:
