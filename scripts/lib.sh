@@ -37,8 +37,14 @@ python_env() {
     python3 -m venv "$VENV"
   fi
   say "installing Python packages ($target)"
-  "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-  "$VENV/bin/python" -m pip install -q -e "$target"
+  # Build chatter goes to a log; it is shown only when the install fails.
+  local log="$VENV/install.log"
+  if ! { "$VENV/bin/python" -m pip install -q --upgrade pip &&
+         "$VENV/bin/python" -m pip install -q -e "$target"; } >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    say "installing Python packages failed (full log: $log)"
+    exit 1
+  fi
 }
 
 frontend_env() {
