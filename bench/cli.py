@@ -4,18 +4,20 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import secrets
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiohttp
+from socketio import exceptions as socketio_errors
 
 from bench import clip, proc, servers, stats, whip
 from bench.run import Plan, Progress, measure
 from bench.stats import Result
 from bench.targets import Target, WhipTarget
 
-SERVERS = ("baseline", "janus", "whip")
+SERVERS = ("baseline", "janus", "veche", "whip")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -24,8 +26,11 @@ def parser() -> argparse.ArgumentParser:
         "--server",
         choices=SERVERS,
         default="whip",
-        help="baseline/janus: start that server here; whip: an external WHIP/WHEP server",
+        help="baseline/janus/veche: start that server here (veche with --url: a running one); "
+        "whip: an external WHIP/WHEP server",
     )
+    common.add_argument("--url", help="a running Veche server's base URL (--server veche)")
+    common.add_argument("--api-key", help="that server's VECHE_API_KEY (--server veche --url)")
     common.add_argument("--whip", help="WHIP URL template, {stream} = p0, p1, ... (--server whip)")
     common.add_argument("--whep", help="WHEP URL template, {stream} as in --whip")
     common.add_argument("--whip-token", help="Bearer token for WHIP")
@@ -90,6 +95,9 @@ async def server(args: argparse.Namespace, plan: Plan) -> AsyncIterator[Running]
                 yield Running(client, started.pid)
             finally:
                 await client.close()
+    elif args.server == "veche":
+        async with _veche(args) as running:
+            yield running
     else:
         if not args.whip or not args.whep:
             raise SystemExit("--server whip needs --whip and --whep URL templates")
@@ -102,6 +110,25 @@ async def server(args: argparse.Namespace, plan: Plan) -> AsyncIterator[Running]
             yield Running(target, args.server_pid)
         finally:
             await target.close()
+
+
+@contextlib.asynccontextmanager
+async def _veche(args: argparse.Namespace) -> AsyncIterator[Running]:
+    from bench.veche import VecheTarget
+
+    async with contextlib.AsyncExitStack() as stack:
+        if args.url:
+            if not args.api_key:
+                raise SystemExit("--server veche --url needs --api-key")
+            url, key, pid = args.url, args.api_key, args.server_pid
+        else:
+            key = secrets.token_urlsafe(24)
+            started = await stack.enter_async_context(servers.veche(args.server_cpu, key))
+            url, pid = started.url, started.pid
+        target = VecheTarget(url, key)
+        stack.push_async_callback(target.close)
+        await target.create_meeting()
+        yield Running(target, pid)
 
 
 def plans(args: argparse.Namespace) -> list[Plan]:
@@ -118,17 +145,33 @@ async def run(args: argparse.Namespace) -> list[Result]:
     media = clip.load(clip.ClipSpec(codec=args.codec, bitrate=args.bitrate))
     results: list[Result] = []
     for plan in plans(args):
-        label = f"{args.server} {plan.scenario} {plan.publishers}->{len(plan.watches())}"
-        progress = Progress(label, enabled=not args.no_progress)
-        async with server(args, plan) as running:
-            result = await measure(
-                running.target, plan, media, running.pid, progress, probe=not args.no_probe
+        result = await _measure(args, plan, media)
+        sweep = args.scenario == "sweep"
+        if sweep and not result.held(args.max_loss, args.min_fps) and result.disturbed():
+            # A step lost to other work on the tool's core says nothing of the server: once
+            # more before the sweep stops there.
+            first = result
+            result = await _measure(args, plan, media)
+            result.notes.insert(
+                0,
+                f"second try: the first ({first.loss_percent:.2f}% loss, "
+                f"{first.video_fps_min:.1f} fps min) was disturbed on the tool's side",
             )
-        result.server = running.target.name
         results.append(result)
-        if args.scenario == "sweep" and not result.held(args.max_loss, args.min_fps):
+        if sweep and not result.held(args.max_loss, args.min_fps):
             break
     return results
+
+
+async def _measure(args: argparse.Namespace, plan: Plan, media: clip.Clip) -> Result:
+    label = f"{args.server} {plan.scenario} {plan.publishers}->{len(plan.watches())}"
+    progress = Progress(label, enabled=not args.no_progress)
+    async with server(args, plan) as running:
+        result = await measure(
+            running.target, plan, media, running.pid, progress, probe=not args.no_probe
+        )
+    result.server = running.target.name
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,8 +180,15 @@ def main(argv: list[str] | None = None) -> int:
     proc.pin_self(args.tool_cpu)
     try:
         results = asyncio.run(run(args))
-    except (OSError, RuntimeError, ValueError, aiohttp.ClientError, whip.WhipError) as exc:
-        # JanusError, JanusMissing and the servers' start-up failures are among these.
+    except (
+        OSError,
+        RuntimeError,
+        ValueError,
+        aiohttp.ClientError,
+        whip.WhipError,
+        socketio_errors.SocketIOError,
+    ) as exc:
+        # JanusError, VecheError, JanusMissing and start-up failures are among these.
         print(f"python -m bench: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     print(stats.table(results))

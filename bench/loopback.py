@@ -7,13 +7,20 @@ peer connection, not aioice's module function, so nothing else in the process is
 Written against aioice 0.13: `_require` fails loudly if a name moves.
 """
 
+import contextlib
+import socket
 from typing import Any
 
 from aiortc import RTCConfiguration, RTCPeerConnection
 
 ADDRESS = "127.0.0.1"
+# A viewer's socket holds what arrives while the tool's core runs something else: with the
+# default ~200 KiB, a stall of a few hundred ms on a shared machine overflows it and shows up
+# as the server's loss. The kernel caps it at net.core.rmem_max (and doubles it).
+RECEIVE_BUFFER = 4 << 20
 _GATHER_STATE = ("_local_candidates_start", "_local_candidates", "_local_candidates_end")
 _COMPONENTS = "_components"
+_PROTOCOLS = "_protocols"
 
 
 def configuration() -> RTCConfiguration:
@@ -30,7 +37,7 @@ def restrict(pc: RTCPeerConnection) -> None:
 
 
 def _replace(connection: Any) -> None:
-    for name in (*_GATHER_STATE, _COMPONENTS, "get_component_candidates"):
+    for name in (*_GATHER_STATE, _COMPONENTS, _PROTOCOLS, "get_component_candidates"):
         _require(connection, name)
     started, local, ended = _GATHER_STATE
 
@@ -44,6 +51,11 @@ def _replace(connection: Any) -> None:
                 component=component, addresses=[ADDRESS]
             )
         setattr(connection, ended, True)
+        for protocol in getattr(connection, _PROTOCOLS):
+            sock = protocol.transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
 
     connection.gather_candidates = gather_candidates
 

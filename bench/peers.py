@@ -162,6 +162,7 @@ class Stream:
     frames: int = 0
     highest: int = -1  # extended highest sequence number
     first: int = -1
+    times: "SendTimes | None" = None  # the sender's send times, to match frames against
 
 
 @dataclass
@@ -170,22 +171,26 @@ class Snapshot:
     bytes: int
     frames: int
     expected: int
+    streams: int = 0  # RTP streams (SSRCs) of the kind: one per publisher watched
 
 
 @dataclass
 class Viewer:
-    """A receive-only peer counting what arrives; `source` gives the send times to match."""
+    """A receive-only peer counting what arrives; `source` gives the send times to match
+    (`by_ssrc` instead for streams of several publishers on one connection)."""
 
     source: SendTimes | None
     codec: str | None = None
     pc: RTCPeerConnection = field(init=False)
     kinds: dict[int, str] = field(default_factory=dict)  # payload type -> "audio"/"video"
     streams: dict[bytes, Stream] = field(default_factory=dict)  # by the SSRC's 4 bytes
+    by_ssrc: dict[bytes, SendTimes] = field(default_factory=dict)
     joined_at: float = 0.0
     first_frame_at: float | None = None
     delays: list[float] = field(default_factory=list)
     unmatched: int = 0
     _arrived: float = 0.0  # when the datagram being handled left the socket
+    _done: set[int] = field(default_factory=set)  # receivers and transports already tapped
 
     def __post_init__(self) -> None:
         self.pc = RTCPeerConnection(loopback.configuration())
@@ -197,7 +202,7 @@ class Viewer:
         video = self.pc.addTransceiver("video", direction="recvonly")
         video.setCodecPreferences(video_codecs(self.codec))
         for transceiver in self.pc.getTransceivers():
-            _no_decoder(transceiver.receiver)
+            self._quiet(transceiver.receiver)
 
     async def offer(self) -> str:
         loopback.restrict(self.pc)
@@ -209,11 +214,12 @@ class Viewer:
         self._tap()
 
     async def answer(self, offer: str) -> str:
-        """For a server that offers (Janus): answer receive-only, without decoders."""
+        """For a server that offers (Janus, Veche): answer receive-only, without decoders;
+        a later offer on the same connection (renegotiation) is answered the same way."""
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
         for transceiver in self.pc.getTransceivers():
             transceiver.direction = "recvonly"
-            _no_decoder(transceiver.receiver)
+            self._quiet(transceiver.receiver)
         loopback.restrict(self.pc)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         self._tap()
@@ -227,9 +233,17 @@ class Viewer:
                         continue
                     self.kinds[codec.payloadType] = media.kind
         for transport in {t.receiver.transport for t in self.pc.getTransceivers()}:
+            if id(transport) in self._done:
+                continue  # renegotiated: wrapping twice would break the arrival FIFO
+            self._done.add(id(transport))
             _require(transport, "_handle_rtp_data")
             transport._handle_rtp_data = self._on_rtp  # type: ignore[method-assign]
             self._stamp_arrivals(transport.transport)
+
+    def _quiet(self, receiver: RTCRtpReceiver) -> None:
+        if id(receiver) not in self._done:
+            self._done.add(id(receiver))
+            _no_decoder(receiver)
 
     def _stamp_arrivals(self, ice: Any) -> None:
         """Note when each datagram left the socket, not when the DTLS transport's coroutine
@@ -262,7 +276,8 @@ class Viewer:
             kind = self.kinds.get(data[1] & 0x7F)
             if kind is None or len(data) < 12:
                 return
-            stream = self.streams[data[8:12]] = Stream(kind)
+            ssrc = data[8:12]
+            stream = self.streams[ssrc] = Stream(kind, times=self.by_ssrc.get(ssrc, self.source))
         stream.packets += 1
         stream.bytes += len(data)
         seq = (data[2] << 8) | data[3]
@@ -279,10 +294,10 @@ class Viewer:
             now = self._arrived
             if self.first_frame_at is None:
                 self.first_frame_at = now
-            if self.source is not None:
-                self._match(data, now)
+            if stream.times is not None:
+                self._match(data, now, stream.times)
 
-    def _match(self, data: bytes, now: float) -> None:
+    def _match(self, data: bytes, now: float, times: SendTimes) -> None:
         end = len(data) - (data[-1] if data[0] & 0x20 else 0)
         start = 12 + 4 * (data[0] & 0x0F)
         if data[0] & 0x10 and len(data) >= start + 4:
@@ -291,21 +306,22 @@ class Viewer:
         # include the payload descriptor, which a server may rewrite. Skip those frames.
         if end - start < FINGERPRINT + MAX_DESCRIPTOR:
             return
-        sent = self.source.sent.get(data[end - FINGERPRINT : end]) if self.source else None
+        sent = times.sent.get(data[end - FINGERPRINT : end])
         if sent is None:
             self.unmatched += 1
         else:
             self.delays.append(now - sent)
 
     def snapshot(self, kind: str) -> Snapshot:
-        packets = bytes_ = frames = expected = 0
+        packets = bytes_ = frames = expected = streams = 0
         for s in self.streams.values():
             if s.kind == kind and s.highest >= 0:
+                streams += 1
                 packets += s.packets
                 bytes_ += s.bytes
                 frames += s.frames
                 expected += s.highest - s.first + 1
-        return Snapshot(packets, bytes_, frames, expected)
+        return Snapshot(packets, bytes_, frames, expected, streams)
 
     async def close(self) -> None:
         await self.pc.close()

@@ -2,9 +2,11 @@
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -91,3 +93,26 @@ async def baseline(cpu: int | None) -> AsyncIterator[Started]:
     command = [sys.executable, "-m", "bench.baseline", "--port", str(port)]
     async with subprocess(command, port, cpu) as process:
         yield Started(process.pid, port, f"http://127.0.0.1:{port}")
+
+
+# `veche serve` without depending on the venv's script being on PATH.
+VECHE_SERVE = "import sys; from server.cli import main; sys.exit(main())"
+
+
+@contextlib.asynccontextmanager
+async def veche(cpu: int | None, api_key: str) -> AsyncIterator[Started]:
+    """`veche serve` on a free port with a temporary data directory, admin key `api_key`, and
+    its ICE candidates on 127.0.0.1 (VECHE_RTC_ADDRESSES)."""
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="veche-bench-") as data:
+        env = {
+            **os.environ,
+            "VECHE_API_KEY": api_key,
+            "VECHE_RTC_ADDRESSES": "127.0.0.1",
+            "VECHE_LOG_LEVEL": "WARNING",
+        }
+        command = [sys.executable, "-c", VECHE_SERVE, "serve", "--host", "127.0.0.1"]
+        command += ["--port", str(port), "--data-dir", data]
+        log = Path(data) / "server.log"
+        async with subprocess(command, port, cpu, log=log, env=env) as process:
+            yield Started(process.pid, port, f"http://127.0.0.1:{port}")

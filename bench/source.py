@@ -19,11 +19,13 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bench import clip
+from bench import clip, proc
 from bench.peers import Publisher, Snapshot, Viewer, decoder_threads
 from bench.targets import Feed, Leave, TargetSpec, open_target
+from bench.veche import VecheTarget
 
 READY_TIMEOUT = 15.0
+REPORT_LIMIT = 1 << 24  # bytes in one line from the source process
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class Config:
     codec: str
     bitrate: int
     publishers: int
+    together: bool = False  # each publisher also watches all others (a Veche meeting)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -51,6 +54,8 @@ class Report:
     unmatched: int
     lag_ms_max: float  # the source process's own worst event-loop stall
     decoder_threads: int
+    seconds: float = 0.0  # from `window` to `report` as the source process saw it
+    cpu_seconds: float = 0.0  # the source process's CPU time in that span
 
 
 class SourceProcess:
@@ -70,6 +75,8 @@ class SourceProcess:
             config.to_json(),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
+            # a report holds every probe's delays: a meeting's run well above 64 KiB
+            limit=REPORT_LIMIT,
         )
         source = cls(process)
         try:
@@ -128,12 +135,18 @@ async def serve(config: Config) -> None:
         try:
             feeds: list[Feed] = []
             for index, publisher in enumerate(publishers):
-                feed, leave = await target.publish(f"p{index}", publisher)
+                if isinstance(target, VecheTarget) and config.together:
+                    probes.append(Viewer(None, media.codec))
+                    feed, leave = await target.participate(f"p{index}", publisher, probes[-1])
+                else:
+                    feed, leave = await target.publish(f"p{index}", publisher)
                 feeds.append(feed)
                 leaves.append(leave)
             _say({"feeds": [asdict(f) for f in feeds]})
             await asyncio.sleep(0.5)
             for publisher, feed in zip(publishers, feeds, strict=True):
+                if config.together:
+                    break
                 probe = Viewer(publisher.times, media.codec)
                 probes.append(probe)
                 leaves.append(await target.watch(feed, probe))
@@ -160,6 +173,7 @@ async def _commands(probes: list[Viewer], lags: list[float]) -> None:
     loop = asyncio.get_running_loop()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     start = [_count(p) for p in probes]
+    since, cpu = time.monotonic(), proc.own_cpu()
     while line := (await reader.readline()).strip():
         if line == b"window":
             for probe in probes:
@@ -167,6 +181,7 @@ async def _commands(probes: list[Viewer], lags: list[float]) -> None:
                 probe.unmatched = 0
             lags.clear()
             start = [_count(p) for p in probes]
+            since, cpu = time.monotonic(), proc.own_cpu()
             _say({"ok": True})
         elif line == b"report":
             end = [_count(p) for p in probes]
@@ -176,10 +191,12 @@ async def _commands(probes: list[Viewer], lags: list[float]) -> None:
                     {kind: _minus(e[kind], s[kind]) for kind in ("video", "audio")}
                     for s, e in zip(start, end, strict=True)
                 ],
-                delays_ms=[d * 1000 for p in probes for d in p.delays],
+                delays_ms=[round(d * 1000, 3) for p in probes for d in p.delays],
                 unmatched=sum(p.unmatched for p in probes),
                 lag_ms_max=max(lags, default=0.0),
                 decoder_threads=decoder_threads(),
+                seconds=time.monotonic() - since,
+                cpu_seconds=proc.own_cpu() - cpu,
             )
             _say(asdict(report))
         else:
@@ -191,7 +208,8 @@ def _count(viewer: Viewer) -> dict[str, Snapshot]:
 
 
 def _minus(end: Snapshot, start: Snapshot) -> dict[str, int]:
-    return {k: v - getattr(start, k) for k, v in asdict(end).items()}
+    # counters since `window`; `streams` is a count of streams, not a counter
+    return {k: v if k == "streams" else v - getattr(start, k) for k, v in asdict(end).items()}
 
 
 async def _watch_lag(lags: list[float]) -> None:

@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 TOOL_LIMIT = 90.0  # % of one core: above it the tool, not the server, may be the limit
+# ms, p99 of how late the tool's 10 ms timer fired: above it other work held the tool's core
+TOOL_LAG_LIMIT = 50.0
 
 
 def percentile(values: list[float], p: float) -> float | None:
@@ -24,6 +26,7 @@ class Result:
     codec: str
     publishers: int
     viewers: int  # viewer sessions (receive-only peer connections)
+    feeds: int  # publishers watched, summed over the viewer sessions
     seconds: float  # length of the steady window
     server_cpu_us_per_packet: float | None
     server_cpu_percent: float | None  # of one core
@@ -59,8 +62,18 @@ class Result:
             and self.video_fps_min >= min_fps_ratio * self.clip_fps
         )
 
+    def disturbed(self) -> bool:
+        """The tool, not the server, may have limited this run."""
+        return self.tool_limited or self.tool_lag_ms_p99 > TOOL_LAG_LIMIT
+
     def as_json(self) -> dict[str, Any]:
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+def _scenario(r: Result) -> str:
+    if r.scenario == "meeting":
+        return f"meeting {r.publishers} ({r.viewers} subscr., {r.feeds} feeds)"
+    return f"{r.scenario} {r.publishers}->{r.viewers}"
 
 
 def _num(value: float | None, digits: int = 1) -> str:
@@ -69,7 +82,7 @@ def _num(value: float | None, digits: int = 1) -> str:
 
 COLUMNS = (
     ("server", lambda r: r.server),
-    ("scenario", lambda r: f"{r.scenario} {r.publishers}->{r.viewers}"),
+    ("scenario", lambda r: _scenario(r)),
     ("codec", lambda r: r.codec),
     ("µs CPU/pkt", lambda r: _num(r.server_cpu_us_per_packet)),
     ("server CPU %", lambda r: _num(r.server_cpu_percent)),

@@ -24,7 +24,7 @@ class Feed:
 class TargetSpec:
     """Enough to reach the same server from another process (the source process)."""
 
-    kind: str  # "whip" or "janus"
+    kind: str  # "whip", "janus" or "veche"
     name: str
     whip: str = ""
     whep: str = ""
@@ -33,6 +33,9 @@ class TargetSpec:
     janus_url: str = ""
     room: int = 0
     codec: str = "vp8"
+    veche_url: str = ""
+    api_key: str = ""
+    meeting: str = ""
 
 
 class Target(Protocol):
@@ -99,6 +102,10 @@ async def open_target(spec: TargetSpec) -> Target:
         client = JanusClient(spec.janus_url, room=spec.room)
         await client.start(0, spec.codec, create_room=False)
         return client
+    if spec.kind == "veche":
+        from bench.veche import VecheTarget
+
+        return VecheTarget(spec.veche_url, spec.api_key, spec.meeting)
     return WhipTarget(
         spec.name,
         whip.Endpoint(spec.whip, spec.whip_token),

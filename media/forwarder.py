@@ -22,6 +22,7 @@ from aiortc.rtp import (
     RTCP_RTPFB_NACK,
     AnyRtcpPacket,
     RtcpPsfbPacket,
+    RtcpRrPacket,
     RtcpRtpfbPacket,
     RtcpSrPacket,
     RtpPacket,
@@ -78,6 +79,13 @@ class Forwarder:
         self.media_ssrc: int | None = None
         self.report: SenderReport | None = None
         self.packets = 0
+        self.octets = 0
+        # Set while the track must reach nobody (a moderator's mute): packets are still read.
+        self.muted = False
+        # RFC 6464 levels (-dBov, 0 loudest, 127 silence) summed since the last read_level().
+        self.level_sum = 0
+        self.level_count = 0
+        self._rate_mark = 0  # octets at the last take_rate()
         self.closed = False
         self._receiver = receiver
         self._video = kind == "video"
@@ -95,6 +103,13 @@ class Forwarder:
                 self._source_changed()
             self.media_ssrc = packet.ssrc
         self.packets += 1
+        self.octets += len(packet.payload)
+        if self.muted:
+            return
+        level = None if self._video else packet.extensions.audio_level
+        if level is not None:
+            self.level_sum += level[1]
+            self.level_count += 1
         feeds = self.feeds
         if not feeds:
             return
@@ -104,7 +119,6 @@ class Forwarder:
             # abs-send-time: seconds in 6.18 fixed point, 24 bits (NTP epoch is a multiple of 64 s).
             value = struct.pack("!I", int(now * 262144) & 0xFFFFFF)[1:]
         else:
-            level = packet.extensions.audio_level
             value = None if level is None else _LEVEL_OCTETS[(level[0] << 7) | level[1]]
         for feed in feeds:
             feed.send(packet, value, now)
@@ -120,6 +134,28 @@ class Forwarder:
         self.report = None
         for feed in self.feeds:
             feed.new_source()
+
+    def read_level(self) -> int | None:
+        """The mean RFC 6464 level (-dBov: 0 loudest, 127 silence) since the last call, or
+        None when no packet carried one (or the track is muted)."""
+        total, count = self.level_sum, self.level_count
+        self.level_sum = self.level_count = 0
+        return None if count == 0 else total // count
+
+    def take_rate(self, seconds: float) -> int:
+        """Bits per second received over the last `seconds` (since the previous call)."""
+        octets, self._rate_mark = self.octets - self._rate_mark, self.octets
+        return int(octets * 8 / seconds) if seconds > 0 else 0
+
+    def mute(self) -> None:
+        """Forward nothing (for every subscriber) until `unmute`."""
+        self.muted = True
+
+    def unmute(self) -> None:
+        if self.muted:
+            self.muted = False
+            for feed in self.feeds:  # re-based at the next packet: no sequence gap
+                feed.restart()
 
     def request_keyframe(self) -> None:
         if self._video and not self.closed:
@@ -162,6 +198,7 @@ class Feed:
         "history",
         "last_time",
         "last_ts",
+        "loss",
         "next_seq",
         "octets",
         "packets",
@@ -209,6 +246,7 @@ class Feed:
         self.last_ts = self.ts_offset
         self.last_time = 0.0
         self.remb: int | None = None
+        self.loss: float | None = None  # the worst fraction lost reported since take_loss()
         self.retransmitted = 0
         self.rtcp_received = 0
         self.reports = 0
@@ -367,7 +405,17 @@ class Feed:
                 if self.ssrc in ssrcs:
                     self.remb = bitrate
             return False
+        if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
+            for report in packet.reports:
+                if report.ssrc == self.ssrc:
+                    lost = report.fraction_lost / 256
+                    self.loss = lost if self.loss is None else max(self.loss, lost)
         return True  # receiver reports: aiortc keeps the stats
+
+    def take_loss(self) -> float | None:
+        """The worst loss the subscriber reported since the previous call (None: no report)."""
+        loss, self.loss = self.loss, None
+        return loss
 
     def _retransmit(self, seq: int) -> None:
         history = self.history

@@ -6,16 +6,26 @@ missing instead of silently doing nothing. tests/test_media_hooks.py checks ever
 exists and that each hook is still reached by aiortc's own code paths.
 """
 
+import asyncio
 import importlib
+import logging
+import random
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
+import aioice
+import aioice.candidate
+import aioice.ice
+import aioice.turn
 import pylibsrtp
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import AnyRtcpPacket, RtcpSrPacket, RtpPacket
 
 from media.errors import HookError
+
+logger = logging.getLogger(__name__)
 
 # aiortc.rtcrtpreceiver.RTCRtpReceiver: the jitter buffer its _handle_rtp_packet feeds after RTX
 # unwrapping, NACK generation and REMB; replacing it taps packets and starves the decoder thread,
@@ -52,6 +62,8 @@ ICE_CONNECTION = "_connection"
 DTLS_HANDLE_RTP = "_handle_rtp_data"
 # aioice.Connection: nominated candidate pairs by component; a pair's protocol owns the socket.
 ICE_NOMINATED = "_nominated"
+# aioice.Connection: its host sockets (StunProtocols); with a port range we bind them ourselves.
+ICE_PROTOCOLS = "_protocols"
 # aioice.Connection: gathering state, written by our gather_candidates replacement.
 ICE_GATHER_STATE = ("_local_candidates_start", "_local_candidates", "_local_candidates_end")
 ICE_COMPONENTS = "_components"
@@ -82,6 +94,7 @@ NAMES = (
     Name("aioice.Connection", ICE_COMPONENTS),
     *(Name("aioice.Connection", n) for n in ICE_GATHER_STATE),
     Name("aioice.Connection", "get_component_candidates"),
+    Name("aioice.Connection", ICE_PROTOCOLS),
     Name("aioice.CandidatePair", "protocol"),
     Name("aioice.CandidatePair", "remote_addr"),
 )
@@ -269,8 +282,16 @@ def fast_protect(session: pylibsrtp.Session) -> Callable[[bytes], bytes]:
     return protect
 
 
-def restrict_host_addresses(pc: RTCPeerConnection, addresses: list[str]) -> None:
-    """Gather host candidates on exactly `addresses` (aioice skips 127.0.0.1 otherwise).
+def restrict_host_addresses(
+    pc: RTCPeerConnection,
+    addresses: list[str],
+    announce: str = "",
+    ports: tuple[int, int] | None = None,
+) -> None:
+    """Gather host candidates on exactly `addresses` (aioice skips 127.0.0.1 otherwise); with
+    `announce`, also offer each as a server-reflexive candidate at that address and the same
+    port (a 1:1 NAT in front of the server); with `ports` (low, high), bind host sockets in that
+    range (STUN server-reflexive candidates are then not gathered: announce the address).
 
     Call after the transceivers exist and before setLocalDescription. STUN/TURN candidates
     are still gathered from the configured servers.
@@ -280,10 +301,15 @@ def restrict_host_addresses(pc: RTCPeerConnection, addresses: list[str]) -> None
             continue  # a section aiortc failed to bundle: nothing to gather for
         gatherer = transceiver.sender.transport.transport.iceGatherer
         connection = _require(gatherer, ICE_CONNECTION)
-        _replace_gathering(connection, list(addresses))
+        _replace_gathering(connection, list(addresses), announce, ports)
 
 
-def _replace_gathering(connection: Any, addresses: list[str]) -> None:
+def _replace_gathering(
+    connection: Any,
+    addresses: list[str],
+    announce: str = "",
+    ports: tuple[int, int] | None = None,
+) -> None:
     for name in (*ICE_GATHER_STATE, ICE_COMPONENTS, "get_component_candidates"):
         _require(connection, name)
     started, local, ended = ICE_GATHER_STATE
@@ -294,12 +320,79 @@ def _replace_gathering(connection: Any, addresses: list[str]) -> None:
         setattr(connection, started, True)
         candidates: list[Any] = getattr(connection, local)
         for component in sorted(getattr(connection, ICE_COMPONENTS)):
-            candidates += await connection.get_component_candidates(
-                component=component, addresses=addresses
-            )
+            if ports is None:
+                found = await connection.get_component_candidates(
+                    component=component, addresses=addresses
+                )
+            else:
+                found = await _bind_in_range(connection, component, addresses, ports)
+                # TURN relays, if configured (no host sockets of aioice's own).
+                found += await connection.get_component_candidates(
+                    component=component, addresses=[]
+                )
+            candidates += found
+            if announce:
+                candidates += [_announced(c, announce) for c in found if c.type == "host"]
         setattr(connection, ended, True)
 
     connection.gather_candidates = gather_candidates
+
+
+async def _bind_in_range(
+    connection: Any, component: int, addresses: list[str], ports: tuple[int, int]
+) -> list[Any]:
+    """Host candidates on `addresses`, each on a free UDP port in `ports` (as aioice's own
+    gathering does, but not on an ephemeral port)."""
+    loop = asyncio.get_running_loop()
+    protocols: list[Any] = _require(connection, ICE_PROTOCOLS)
+    low, high = ports
+    count = high - low + 1
+    found = []
+    for address in addresses:
+        start = random.randrange(count)
+        for step in range(count):
+            port = low + (start + step) % count
+            try:
+                transport, protocol = await loop.create_datagram_endpoint(
+                    lambda: aioice.ice.StunProtocol(connection), local_addr=(address, port)
+                )
+            except OSError:
+                continue
+            break
+        else:
+            logger.warning("no free UDP port in %d-%d on %s", low, high, address)
+            continue
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, aioice.turn.UDP_SOCKET_BUFFER_SIZE)
+        host, bound = transport.get_extra_info("sockname")[:2]
+        protocol.local_candidate = aioice.Candidate(
+            foundation=aioice.candidate.candidate_foundation("host", "udp", host),
+            component=component,
+            transport="udp",
+            priority=aioice.candidate.candidate_priority(component, "host"),
+            host=host,
+            port=bound,
+            type="host",
+        )
+        protocols.append(protocol)
+        found.append(protocol.local_candidate)
+    return found
+
+
+def _announced(host: Any, address: str) -> Any:
+    """A host candidate as seen through a 1:1 NAT: checks sent to it reach the host socket."""
+    return aioice.Candidate(
+        foundation=aioice.candidate.candidate_foundation("srflx", "udp", host.host),
+        component=host.component,
+        transport=host.transport,
+        priority=aioice.candidate.candidate_priority(host.component, "srflx"),
+        host=address,
+        port=host.port,
+        type="srflx",
+        related_address=host.host,
+        related_port=host.port,
+    )
 
 
 def drop_received_rtp(dtls: RTCDtlsTransport, drop: Callable[[bytes], bool]) -> None:

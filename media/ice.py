@@ -6,6 +6,7 @@ import hmac
 import time
 from dataclasses import dataclass
 
+import aioice.ice
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer, RTCPeerConnection
 from aiortc.sdp import candidate_from_sdp
 
@@ -32,6 +33,11 @@ class IceSettings:
 
     servers: tuple[IceServer, ...] = ()
     host_addresses: tuple[str, ...] = ()
+    # The public address of a 1:1 NAT in front of the server: each host candidate is also
+    # offered at this address with the same port.
+    announce_address: str = ""
+    # (low, high): host candidates bind UDP ports in this range (a firewall's opening).
+    port_range: tuple[int, int] | None = None
 
 
 def configuration(settings: IceSettings) -> RTCConfiguration:
@@ -45,9 +51,14 @@ def configuration(settings: IceSettings) -> RTCConfiguration:
 
 
 def restrict_candidates(pc: RTCPeerConnection, settings: IceSettings) -> None:
-    """Apply `host_addresses`; call before setLocalDescription."""
-    if settings.host_addresses:
-        hooks.restrict_host_addresses(pc, list(settings.host_addresses))
+    """Apply `host_addresses`, `announce_address` and `port_range`; call before
+    setLocalDescription."""
+    if settings.host_addresses or settings.announce_address or settings.port_range:
+        # aioice's own choice of addresses when none are given (it leaves out loopback).
+        addresses = list(settings.host_addresses) or aioice.ice.get_host_addresses(
+            use_ipv4=True, use_ipv6=True
+        )
+        hooks.restrict_host_addresses(pc, addresses, settings.announce_address, settings.port_range)
 
 
 def turn_credentials(secret: str, user: str, ttl: int = 86400) -> tuple[str, str]:

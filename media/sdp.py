@@ -43,3 +43,12 @@ def check(text: object, max_media: int = MAX_MEDIA) -> aiortc_sdp.SessionDescrip
                 "bad_sdp", "each media section needs ICE credentials and a DTLS fingerprint"
             )
     return description
+
+
+def sending(description: aiortc_sdp.SessionDescription) -> dict[str, str]:
+    """The media sections that send ({mid: kind}) in a checked offer."""
+    return {
+        m.rtp.muxId: m.kind
+        for m in description.media
+        if m.port != 0 and m.direction in ("sendrecv", "sendonly")
+    }

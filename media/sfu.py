@@ -18,6 +18,7 @@ class Sfu:
         self.settings = settings or ice.IceSettings()
         self._publications: dict[str, Publication] = {}
         self._subscriptions: set[Subscription] = set()
+        self._retired = (0, 0)  # forwarded by subscriptions that have ended
 
     @property
     def forwarders(self) -> dict[str, Forwarder]:
@@ -48,8 +49,27 @@ class Sfu:
         return subscription
 
     async def unsubscribe(self, subscription: Subscription) -> None:
-        self._subscriptions.discard(subscription)
-        await subscription.close()
+        if subscription in self._subscriptions:
+            self._subscriptions.discard(subscription)
+            await subscription.close()
+            packets, octets = subscription.forwarded()
+            self._retired = (self._retired[0] + packets, self._retired[1] + octets)
+        else:
+            await subscription.close()
+
+    def forwarded(self) -> tuple[int, int]:
+        """RTP packets and payload bytes forwarded to subscribers since the start (read at
+        scrape time: the packet path only adds to each feed's own counters)."""
+        packets, octets = self._retired
+        for subscription in self._subscriptions:
+            p, o = subscription.forwarded()
+            packets += p
+            octets += o
+        return packets, octets
+
+    @property
+    def track_count(self) -> int:
+        return sum(len(p.forwarders) for p in self._publications.values())
 
     def track(self, track_id: str) -> Forwarder:
         name, _, _ = track_id.rpartition("/")

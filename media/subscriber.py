@@ -55,6 +55,7 @@ class Subscription:
         self._slots: dict[str, _Slot] = {}
         # Removed tracks' sections, with their last feed, for reuse by a later track.
         self._idle: list[tuple[RTCRtpTransceiver, Feed]] = []
+        self._retired = (0, 0)  # packets and payload bytes of feeds removed
         self.closed = False
 
     @property
@@ -93,6 +94,7 @@ class Subscription:
         if slot is None:
             return
         slot.feed.close()
+        self._retire(slot.feed)
         slot.transceiver.direction = "inactive"
         self._idle.append((slot.transceiver, slot.feed))
 
@@ -102,6 +104,18 @@ class Subscription:
     def resume(self, track_id: str) -> None:
         """Forward again from the next keyframe (one is requested)."""
         self._slot(track_id).feed.resume()
+
+    def forwarded(self) -> tuple[int, int]:
+        """Packets and payload bytes forwarded to this subscriber so far."""
+        packets, octets = self._retired
+        for slot in self._slots.values():
+            packets += slot.feed.packets
+            octets += slot.feed.octets
+        return packets, octets
+
+    def _retire(self, feed: Feed) -> None:
+        packets, octets = self._retired
+        self._retired = (packets + feed.packets, octets + feed.octets)
 
     def mid(self, track_id: str) -> str | None:
         """The media section `track_id` arrives on, once offered."""
@@ -119,14 +133,16 @@ class Subscription:
         await self.pc.setLocalDescription(await self.pc.createOffer())
         return str(self.pc.localDescription.sdp)
 
-    async def accept(self, answer: str) -> None:
+    async def accept(self, answer: object) -> None:
         """Apply the subscriber's answer to the last offer."""
         self._check_open()
         if self.pc.signalingState != "have-local-offer":
             raise MediaError("no_offer", "there is no offer to answer")
         sdp.check(answer, MAX_SUBSCRIBED_MEDIA)
         try:
-            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+            await self.pc.setRemoteDescription(
+                RTCSessionDescription(sdp=str(answer), type="answer")
+            )
         except Exception as exc:
             raise MediaError("bad_sdp", f"answer refused: {exc}") from None
 
@@ -143,6 +159,7 @@ class Subscription:
         self.closed = True
         for slot in self._slots.values():
             slot.feed.close()
+            self._retire(slot.feed)
         self._slots.clear()
         await self.pc.close()
 

@@ -69,6 +69,14 @@ class MuteAsked:
 
 
 @dataclass(frozen=True)
+class Muted:
+    """A moderator stopped forwarding a participant's microphone."""
+
+    id: str
+    by: str
+
+
+@dataclass(frozen=True)
 class Removed:
     id: str
     message: str
@@ -99,6 +107,7 @@ Event = (
     | ChatPosted
     | LockChanged
     | MuteAsked
+    | Muted
     | Removed
     | Ended
     | RoleSaved

@@ -307,6 +307,20 @@ class LiveRoom:
             raise Forbidden("the participant's role is above yours")
         return [ev.MuteAsked(target.id, actor.name)]
 
+    def mute(self, actor_id: str, target_id: str) -> list[Event]:
+        """A moderator stops a participant's microphone: it is off until they turn it on."""
+        actor = self._actor(actor_id, _P.MODERATE)
+        target = self.participant(target_id)
+        if target.id == actor.id:
+            raise Invalid("you cannot do this to yourself")
+        if actor.role is not Role.HOST and RANK[target.role] > RANK[actor.role]:
+            raise Forbidden("the participant's role is above yours")
+        events: list[Event] = [ev.Muted(target.id, actor.name)]
+        if target.mic:
+            updated = self._seats[target.id] = _with_state(target, {"mic": False})
+            events.append(ev.ParticipantUpdated(self.describe(updated)))
+        return events
+
     def set_role(self, actor_id: str, target_id: str, role: Role) -> list[Event]:
         actor = self._actor(actor_id, _P.ASSIGN_ROLES)
         target = self.participant(target_id)

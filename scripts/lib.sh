@@ -14,6 +14,15 @@ need_debian_packages() {
   [ ${#missing[@]} -eq 0 ] || install_debian_packages "${missing[@]}"
 }
 
+need_debian_files() {
+  # $@: "path:package" pairs; installs the packages whose file is missing (data, not commands).
+  local missing=() pair
+  for pair in "$@"; do
+    [ -e "${pair%:*}" ] || missing+=("${pair##*:}")
+  done
+  [ ${#missing[@]} -eq 0 ] || install_debian_packages "${missing[@]}"
+}
+
 install_debian_packages() {
   if [ "$(id -u)" -ne 0 ]; then
     say "missing: $*; install them (sudo apt-get install -y $*) and run again"

@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
+# The names on rendered recordings: DejaVu Sans unless VECHE_FONT names another font.
+[ -n "${VECHE_FONT:-}" ] ||
+  need_debian_files /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf:fonts-dejavu-core
 python_env .
 frontend_env
 say "starting Veche"

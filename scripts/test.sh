@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs everything the tests need (Python and front-end packages; as root, Debian's
-# redis-server and chromium) and runs the whole suite: lint, types, tests.
+# redis-server, chromium and the DejaVu fonts) and runs the whole suite: lint, types, tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 # janus: the bench compares Veche with Janus side by side, in CI too.
 need_debian_packages redis-server:redis-server chromium:chromium npm:npm janus:janus gcc:gcc
+# The recording renderer's default font for the names on the programme (Cyrillic included).
+need_debian_files /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf:fonts-dejavu-core
 python_env ".[dev]"
 frontend_env
 say "ruff"

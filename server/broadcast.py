@@ -12,6 +12,7 @@ from typing import Any
 
 import socketio
 
+from media.sfu import Sfu
 from rooms import events as ev
 from rooms.errors import NotFound, RoomError
 from rooms.events import Event
@@ -20,17 +21,51 @@ from rooms.roles import Permission, Role
 from rooms.store import Store
 from server.config import Settings
 from server.live import Connection, LiveMeeting
+from server.rtc import client_ice_servers
+from server.stage import Stage
 
 
 class RoomBroadcast(socketio.AsyncNamespace):  # type: ignore[misc]
     """Live meetings of this process and the emits that tell of their changes."""
 
-    def __init__(self, namespace: str, settings: Settings, store: Callable[[], Store]) -> None:
+    def __init__(
+        self,
+        namespace: str,
+        settings: Settings,
+        store: Callable[[], Store],
+        sfu: Callable[[], Sfu],
+    ) -> None:
         super().__init__(namespace)
         self._settings = settings
         self._store = store  # read late: the store opens in a cleanup context after setup
+        self._sfu = sfu  # likewise
         self._meetings: dict[str, LiveMeeting] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def _stage(self, live: LiveMeeting) -> Stage:
+        """The meeting's media side, made on first use."""
+        if live.stage is None:
+
+            async def tell(seat_id: str, event: str, data: dict[str, Any]) -> None:
+                sid = live.sids.get(seat_id)
+                if sid is not None:
+                    await self._tell(sid, event, data)
+
+            async def announce(event: str, data: dict[str, Any]) -> None:
+                await self.emit(event, data, room=live.room_name)
+
+            live.stage = Stage(self._sfu(), tell, announce, self._spawn)
+        return live.stage
+
+    def _snapshot(self, live: LiveMeeting, seat_id: str) -> dict[str, Any]:
+        """The `joined` event: the room, the published tracks, ICE servers for this client."""
+        stage = self._stage(live)
+        return {
+            **live.room.snapshot(seat_id),
+            "tracks": stage.tracks(),
+            "ice_servers": client_ice_servers(self._settings, seat_id),
+            "speaking": stage.speakers.as_dict(),
+        }
 
     async def _connection(self, sid: str) -> Connection:
         session = await self.get_session(sid)
@@ -58,6 +93,8 @@ class RoomBroadcast(socketio.AsyncNamespace):  # type: ignore[misc]
         meeting_id = live.room.meeting.id
         if len(live.room) == 0 and self._meetings.get(meeting_id) is live:
             del self._meetings[meeting_id]
+            if live.stage is not None:
+                self._spawn(live.stage.close())
 
     async def _leave_rooms(self, sid: str, live: LiveMeeting) -> None:
         await self.leave_room(sid, live.room_name)
@@ -121,9 +158,14 @@ class RoomBroadcast(socketio.AsyncNamespace):  # type: ignore[misc]
                     await self.emit("participant_updated", data, room=room)
                 case ev.ParticipantLeft(id=seat_id, reason=reason):
                     await self._unbind(live, seat_id)
+                    if live.stage is not None:
+                        self._spawn(live.stage.leave(seat_id))
                     left = {"id": seat_id, "reason": reason}
                     await self.emit("participant_left", left, room=room)
                 case ev.SelfChanged(id=seat_id, self=data):
+                    if live.stage is not None:
+                        seat = live.room.participant(seat_id)
+                        self._spawn(live.stage.permissions_changed(seat))
                     sid = live.sids.get(seat_id)
                     if sid is not None:
                         await self._enter_rooms(sid, live, seat_id)
@@ -156,6 +198,11 @@ class RoomBroadcast(socketio.AsyncNamespace):  # type: ignore[misc]
                     sid = live.sids.get(seat_id)
                     if sid is not None:
                         await self._tell(sid, "mute_request", {"by": by})
+                case ev.Muted(id=seat_id, by=by):
+                    await self._stage(live).mute(seat_id)
+                    sid = live.sids.get(seat_id)
+                    if sid is not None:
+                        await self._tell(sid, "muted", {"by": by})
                 case ev.Removed(id=seat_id, message=message):
                     sid = live.sids.get(seat_id)
                     if sid is not None:
@@ -191,8 +238,10 @@ class RoomBroadcast(socketio.AsyncNamespace):  # type: ignore[misc]
         conn = await self._connection(sid)
         await self._seat(sid, conn, live, seat_id)
         await self._tell(sid, "admitted", {})
+        await self._stage(live).enter(seat_id)
         await self._enter_rooms(sid, live, seat_id)
-        await self._tell(sid, "joined", live.room.snapshot(seat_id))
+        await self._tell(sid, "joined", self._snapshot(live, seat_id))
+        self._stage(live).offer_soon(seat_id)
 
     async def _ended(self, live: LiveMeeting, message: str, closing: list[str]) -> None:
         at = now()
@@ -202,6 +251,8 @@ class RoomBroadcast(socketio.AsyncNamespace):  # type: ignore[misc]
         for timer in live.timers.values():
             timer.cancel()
         live.timers.clear()
+        if live.stage is not None:
+            self._spawn(live.stage.close())
         if self._meetings.get(live.room.meeting.id) is live:
             del self._meetings[live.room.meeting.id]
         everyone = [*live.sids.values(), *live.waiting.values()]

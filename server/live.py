@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 from rooms.ratelimit import TokenBucket
 from rooms.room import LiveRoom
+from server.stage import Stage
 
 EVENT_BURST = 30
 EVENT_RATE = 10.0
@@ -18,6 +19,9 @@ class Connection:
     meeting_id: str | None = None
     seat_id: str | None = None  # seated in the room
     entry_id: str | None = None  # waiting in the lobby
+    # Media events of one connection run one at a time, in the order they came: a trickled
+    # candidate never overtakes the offer that creates its connection.
+    media: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def detach(self) -> None:
         self.meeting_id = self.seat_id = self.entry_id = None
@@ -35,6 +39,7 @@ class LiveMeeting:
     waiting: dict[str, str] = field(default_factory=dict)  # lobby entry id -> connection
     stays: dict[str, int] = field(default_factory=dict)  # seat id -> attendance row
     timers: dict[str, asyncio.Task[None]] = field(default_factory=dict)  # seat id -> grace
+    stage: Stage | None = None  # the media side, from the first seat on
 
     @property
     def room_name(self) -> str:

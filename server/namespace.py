@@ -10,6 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from media.sfu import Sfu
 from rooms.errors import Invalid, RoomError
 from rooms.events import Event
 from rooms.meeting import now
@@ -22,7 +23,14 @@ from server.broadcast import RoomBroadcast
 from server.config import Settings
 from server.live import Connection, LiveMeeting
 from server.metrics import Metrics
-from server.payloads import flag, ident, payload_object, required_ident
+from server.payloads import (
+    MAX_PAYLOAD,
+    MAX_SDP_PAYLOAD,
+    flag,
+    ident,
+    payload_object,
+    required_ident,
+)
 from server.visitors import at_the_door
 
 log = logging.getLogger(__name__)
@@ -31,6 +39,8 @@ NAMESPACE = "/meeting"
 STOPPING_MESSAGE = "The server is restarting; reconnect in a moment."
 REPLACED_MESSAGE = "You joined from another window or device."
 
+SDP_EVENTS = frozenset({"publish", "subscribe_answer"})
+
 Handler = Callable[[str, Connection, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
@@ -38,9 +48,14 @@ class MeetingNamespace(RoomBroadcast):
     """Live rooms of this process, driven by socket.io events; also the app's LiveRooms."""
 
     def __init__(
-        self, settings: Settings, store: Callable[[], Store], tokens: Tokens, metrics: Metrics
+        self,
+        settings: Settings,
+        store: Callable[[], Store],
+        tokens: Tokens,
+        metrics: Metrics,
+        sfu: Callable[[], Sfu],
     ) -> None:
-        super().__init__(NAMESPACE, settings, store)
+        super().__init__(NAMESPACE, settings, store, sfu)
         self._tokens = tokens
         self._metrics = metrics
         self._connected: set[str] = set()
@@ -65,6 +80,14 @@ class MeetingNamespace(RoomBroadcast):
             "set_role": self._set_role,
             "ask_mute": self._ask_mute,
             "end": self._end,
+            # media (server/stage.py)
+            "publish": self._publish,
+            "unpublish": self._unpublish,
+            "subscribe_answer": self._subscribe_answer,
+            "ice": self._ice,
+            "video": self._video,
+            "audio_only": self._audio_only,
+            "mute": self._mute,
         }
 
     # figures for /metrics and the LiveRooms protocol
@@ -113,7 +136,8 @@ class MeetingNamespace(RoomBroadcast):
             handler = self._handlers.get(name)
             if handler is None:
                 raise RoomError("unknown_event", f"no such event: {name}")
-            return await handler(sid, conn, payload_object(args))
+            limit = MAX_SDP_PAYLOAD if name in SDP_EVENTS else MAX_PAYLOAD
+            return await handler(sid, conn, payload_object(args, limit))
         except RoomError as exc:
             return await self._refuse(sid, name, exc.code, exc.message)
         except Exception:
@@ -244,8 +268,10 @@ class MeetingNamespace(RoomBroadcast):
         async with live.lock:
             if live.sids.get(seat_id) != sid:
                 return
+            await self._stage(live).enter(seat_id)
             await self._enter_rooms(sid, live, seat_id)
-            await self._tell(sid, "joined", live.room.snapshot(seat_id))
+            await self._tell(sid, "joined", self._snapshot(live, seat_id))
+            self._stage(live).offer_soon(seat_id)
 
     # events of joined participants
 
@@ -317,7 +343,11 @@ class MeetingNamespace(RoomBroadcast):
             value = flag(p, name, required=False)
             if value is not None:
                 changes[name] = value
-        return await self._in_room(conn, lambda room, me: room.set_state(me, changes))
+        ack = await self._in_room(conn, lambda room, me: room.set_state(me, changes))
+        if changes.get("mic"):  # turning the mic on ends a moderator's mute
+            live, seat_id = self._seated(conn)
+            await self._stage(live).unmute(seat_id)
+        return ack
 
     async def _remove(self, sid: str, conn: Connection, p: dict[str, Any]) -> dict[str, Any]:
         target = required_ident(p)
@@ -338,6 +368,75 @@ class MeetingNamespace(RoomBroadcast):
 
     async def _end(self, sid: str, conn: Connection, p: dict[str, Any]) -> dict[str, Any]:
         return await self._in_room(conn, lambda room, me: room.end(me))
+
+    # media (docs/protocol.md, "Media"): one connection's media events run in order
+
+    def _seated(self, conn: Connection) -> tuple[LiveMeeting, str]:
+        live = self._meetings.get(conn.meeting_id or "")
+        if live is None or conn.seat_id is None:
+            raise RoomError("not_joined", "join the meeting first")
+        return live, conn.seat_id
+
+    async def _publish(self, sid: str, conn: Connection, p: dict[str, Any]) -> dict[str, Any]:
+        async with conn.media:
+            live, seat_id = self._seated(conn)
+            seat = live.room.participant(seat_id)
+
+            def current() -> Participant | None:
+                if conn.seat_id != seat_id or live.sids.get(seat_id) != sid:
+                    return None
+                return next((s for s in live.room.participants() if s.id == seat_id), None)
+
+            answer = await self._stage(live).publish(seat, p.get("sdp"), p.get("sources"), current)
+            return {"ok": True, "sdp": answer}
+
+    async def _unpublish(self, sid: str, conn: Connection, p: dict[str, Any]) -> dict[str, Any]:
+        async with conn.media:
+            live, seat_id = self._seated(conn)
+            await self._stage(live).unpublish(seat_id)
+            return {"ok": True}
+
+    async def _subscribe_answer(
+        self, sid: str, conn: Connection, p: dict[str, Any]
+    ) -> dict[str, Any]:
+        async with conn.media:
+            live, seat_id = self._seated(conn)
+            await self._stage(live).answer(seat_id, p.get("sdp"))
+            return {"ok": True}
+
+    async def _ice(self, sid: str, conn: Connection, p: dict[str, Any]) -> dict[str, Any]:
+        async with conn.media:
+            live, seat_id = self._seated(conn)
+            await self._stage(live).candidate(
+                seat_id, p.get("pc"), p.get("candidate"), p.get("sdpMid"), p.get("sdpMLineIndex")
+            )
+            return {"ok": True}
+
+    async def _video(self, sid: str, conn: Connection, p: dict[str, Any]) -> dict[str, Any]:
+        track = ident(p, "track", required=True) or ""
+        on = bool(flag(p, "on"))
+        live, seat_id = self._seated(conn)
+        self._stage(live).video(seat_id, track, on)
+        return {"ok": True}
+
+    async def _audio_only(self, sid: str, conn: Connection, p: dict[str, Any]) -> dict[str, Any]:
+        on = bool(flag(p, "on"))
+        live, seat_id = self._seated(conn)
+        self._stage(live).audio_only(seat_id, on)
+        return {"ok": True}
+
+    async def _mute(self, sid: str, conn: Connection, p: dict[str, Any]) -> dict[str, Any]:
+        target = required_ident(p)
+        return await self._in_room(conn, lambda room, me: room.mute(me, target))
+
+    async def media_tick(self, links: bool, seconds: float) -> None:
+        """The media clock (server/signaling.py): speaking, and weak links every second."""
+        for live in list(self._meetings.values()):
+            if live.stage is None or live.stage.closed:
+                continue
+            await live.stage.tick_speakers()
+            if links:
+                await live.stage.tick_links(seconds)
 
     # shutdown
 

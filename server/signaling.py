@@ -2,20 +2,32 @@
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 import socketio
 from aiohttp import web
 
+from media.sfu import Sfu
 from server.context import LIVE, METRICS, SETTINGS, STORE, TOKENS
 from server.namespace import MeetingNamespace
-from server.payloads import MAX_PAYLOAD
+from server.payloads import MAX_SDP_PAYLOAD
+from server.rtc import ice_settings
 
 # Engine.IO drops a connection whose message exceeds this; payloads between MAX_PAYLOAD and this
 # get a `too_large` reply instead, which a client can act on.
-ENGINE_BUFFER = 4 * MAX_PAYLOAD
+ENGINE_BUFFER = 64 * 1024
+assert ENGINE_BUFFER > MAX_SDP_PAYLOAD
+
+# The media clock: speaking detection every tick, links and traffic figures every LINK_TICKS.
+TICK = 0.2
+LINK_TICKS = 5
+
+log = logging.getLogger(__name__)
 
 SIO = web.AppKey("sio", socketio.AsyncServer)
+SFU = web.AppKey("sfu", Sfu)
+NAMESPACE = web.AppKey("namespace", MeetingNamespace)
 
 
 def setup_signaling(app: web.Application) -> None:
@@ -29,11 +41,14 @@ def setup_signaling(app: web.Application) -> None:
         logger=False,
         engineio_logger=False,
     )
-    namespace = MeetingNamespace(settings, lambda: app[STORE], app[TOKENS], app[METRICS])
+    namespace = MeetingNamespace(
+        settings, lambda: app[STORE], app[TOKENS], app[METRICS], lambda: app[SFU]
+    )
     sio.register_namespace(namespace)
     sio.attach(app)
     app[SIO] = sio
     app[LIVE] = namespace
+    app[NAMESPACE] = namespace
 
     metrics = app[METRICS]
     metrics.watch(metrics.meetings_live, namespace.meetings_live)
@@ -50,6 +65,44 @@ def setup_signaling(app: web.Application) -> None:
 
     app.on_shutdown.append(stop)
     app.cleanup_ctx.append(_manager_lifetime)
+    app.cleanup_ctx.append(_sfu_lifetime)
+
+
+async def _sfu_lifetime(app: web.Application) -> AsyncIterator[None]:
+    """The process's SFU and its clock; at shutdown (after the rooms have closed) every peer
+    connection is closed."""
+    sfu = app[SFU] = Sfu(ice_settings(app[SETTINGS]))
+    metrics = app[METRICS]
+    metrics.watch(metrics.tracks, lambda: sfu.track_count)
+    clock = asyncio.ensure_future(_media_clock(app[NAMESPACE], sfu, app))
+    yield
+    clock.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await clock
+    await sfu.close()
+
+
+async def _media_clock(namespace: MeetingNamespace, sfu: Sfu, app: web.Application) -> None:
+    metrics = app[METRICS]
+    counted = (0, 0)
+    ticks = 0
+    loop = asyncio.get_running_loop()
+    last_links = loop.time()
+    while True:
+        await asyncio.sleep(TICK)
+        ticks += 1
+        links = ticks % LINK_TICKS == 0
+        now = loop.time()
+        try:
+            await namespace.media_tick(links, now - last_links)
+        except Exception:  # one bad tick must not stop speaking detection for good
+            log.exception("media clock tick failed")
+        if links:
+            last_links = now
+            packets, octets = sfu.forwarded()
+            metrics.forwarded_packets.inc(max(packets - counted[0], 0))
+            metrics.forwarded_bytes.inc(max(octets - counted[1], 0))
+            counted = (packets, octets)
 
 
 async def _manager_lifetime(app: web.Application) -> AsyncIterator[None]:

@@ -2,7 +2,7 @@
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +23,9 @@ VIEWPORT = {"width": 1280, "height": 800}
 
 
 @asynccontextmanager
-async def chromium() -> AsyncIterator[Browser]:
-    """A browser for one test; without /usr/bin/chromium the test skips, or fails under CI."""
+async def chromium(extra_args: Sequence[str] = ()) -> AsyncIterator[Browser]:
+    """A browser for one test; without /usr/bin/chromium the test skips, or fails under CI.
+    `extra_args` add to ARGS, e.g. a sound file for the fake microphone."""
     if not os.path.exists(CHROMIUM):  # noqa: ASYNC240 (one stat before a browser starts)
         message = f"{CHROMIUM} is missing (apt-get install chromium)"
         if os.environ.get("CI") == "true":
@@ -32,7 +33,7 @@ async def chromium() -> AsyncIterator[Browser]:
         pytest.skip(message)
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=ARGS
+            executable_path=str(CHROMIUM), headless=True, args=[*ARGS, *extra_args]
         )
         try:
             yield browser

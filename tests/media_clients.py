@@ -5,13 +5,23 @@ taps its receivers' RTP packets the way the SFU does.
 """
 
 import asyncio
+import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
 import av
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
-from aiortc.rtp import RtpPacket
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RtcpPsfbPacket,
+    RtcpReceiverInfo,
+    RtcpRrPacket,
+    RtpPacket,
+    pack_remb_fci,
+)
+from aiortc.sdp import SessionDescription
 
 from media import hooks, ice, rtp
 from media.publisher import Publication
@@ -69,14 +79,33 @@ class ClipTrack(MediaStreamTrack):
         return packet
 
 
+def send_audio_level(sender: RTCRtpSender, level: Callable[[], int]) -> None:
+    """Put an RFC 6464 level (-dBov, 0 loudest) in each packet of a pre-encoded audio track:
+    aiortc measures levels only of frames it encodes itself, so a clip of packets sends none."""
+    original = sender._next_encoded_frame
+
+    async def next_frame(codec: Any) -> Any:
+        frame = await original(codec)
+        if frame is not None:
+            frame.audio_level = -level()  # aiortc keeps dBov (<= 0) and writes its negation
+        return frame
+
+    sender._next_encoded_frame = next_frame  # type: ignore[method-assign]
+
+
 class ClientPublisher:
     """Publishes a clip's Opus audio and VP8 video (the client offers)."""
 
-    def __init__(self, clip: Clip, video_codec: str = "video/VP8") -> None:
+    def __init__(
+        self, clip: Clip, video_codec: str = "video/VP8", audio_level: int | None = None
+    ) -> None:
         self.pc = RTCPeerConnection(ice.configuration(LOOPBACK))
         self.audio = ClipTrack("audio", clip)
         self.video = ClipTrack("video", clip)
-        self.pc.addTransceiver(self.audio, direction="sendonly")
+        audio = self.pc.addTransceiver(self.audio, direction="sendonly")
+        self.audio_level = audio_level
+        if audio_level is not None:
+            send_audio_level(audio.sender, self._level)
         video = self.pc.addTransceiver(self.video, direction="sendonly")
         # Offer every codec, the clip's first: the server must pick it and only it.
         codecs = RTCRtpSender.getCapabilities("video").codecs
@@ -89,6 +118,13 @@ class ClientPublisher:
         video.setCodecPreferences(first + [c for c in codecs if c not in first])
         hooks.on_keyframe_request(video.sender, self.video.want_keyframe)
         self.publication: Publication | None = None
+
+    def _level(self) -> int:
+        return 127 if self.audio_level is None else self.audio_level
+
+    def mids(self) -> dict[str, str]:
+        """{kind: mid} of this publisher's sections (after offer())."""
+        return {t.kind: str(t.mid) for t in self.pc.getTransceivers() if t.mid is not None}
 
     async def offer(self) -> str:
         ice.restrict_candidates(self.pc, LOOPBACK)
@@ -245,3 +281,128 @@ class Harness:
         await self.sfu.close()
         for client in self._clients:
             await client.close()
+
+
+class MeetingPeer:
+    """A participant of a live meeting over real signaling: a tests/sio_client.py Client that
+    publishes the clip on its publish connection and answers every `subscribe_offer` with a
+    receiving aiortc connection that counts packets per track (nothing decoded)."""
+
+    def __init__(self, client: Any, clip: Clip, audio_level: int | None = None) -> None:
+        self.client = client
+        self.clip = clip
+        self.audio_level = audio_level
+        self.publisher: ClientPublisher | None = None
+        self.pc = RTCPeerConnection(ice.configuration(LOOPBACK))
+        self._by_mid: dict[str, Received] = {}
+        self._track_of: dict[str, str] = {}  # mid -> track id
+        self.received: dict[str, Received] = {}  # track id -> what arrived
+        self.answered = 0
+        self.token = ""  # the join token, for a rejoin
+        self._bandwidth: int | None = None
+        self._loss = 0.0
+        self._remb_task: asyncio.Future[None] | None = None
+        self.failure: BaseException | None = None
+        self._task = asyncio.ensure_future(self._answer_offers())
+
+    @property
+    def id(self) -> str:
+        return str(self.client.id)
+
+    async def publish(self, sources: dict[str, str] | None = None) -> Any:
+        """Offer the clip's audio and video; returns the ack (the answer applied if any)."""
+        self.publisher = ClientPublisher(self.clip, audio_level=self.audio_level)
+        offer = await self.publisher.offer()
+        mids = self.publisher.mids()
+        labels = sources or {mids["audio"]: "microphone", mids["video"]: "camera"}
+        ack = await self.client.call("publish", {"sdp": offer, "sources": labels})
+        if "sdp" in ack:
+            await self.publisher.accept(ack["sdp"])
+        return ack
+
+    def track(self, owner: "MeetingPeer", kind: str) -> Received:
+        """What arrived of `owner`'s track of this kind."""
+        assert owner.publisher is not None
+        tid = f"{owner.id}/{owner.publisher.mids()[kind]}"
+        got = self.received.get(tid)
+        return got if got is not None else Received(kind, "")
+
+    async def _answer_offers(self) -> None:
+        try:
+            while True:
+                data = await self.client.next("subscribe_offer", wait=3600)
+                await self._answer(data)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            self.failure = exc
+
+    async def _answer(self, data: dict[str, Any]) -> None:
+        offer = RTCSessionDescription(sdp=data["sdp"], type="offer")
+        await self.pc.setRemoteDescription(offer)
+        transceivers = {t.mid: t for t in self.pc.getTransceivers()}
+        for mid, track in data["tracks"].items():
+            if self._track_of.get(mid) == track["id"]:
+                continue
+            transceiver = transceivers[mid]
+            codecs = hooks.negotiated_codecs(transceiver)
+            got = Received(track["kind"], codecs[0].name if codecs else "")
+            if mid not in self._by_mid:
+                hooks.tap_receiver(transceiver.receiver, self._tap(mid))
+            self._by_mid[mid] = got
+            self._track_of[mid] = track["id"]
+            self.received[track["id"]] = got
+        ice.restrict_candidates(self.pc, LOOPBACK)
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        ack = await self.client.call("subscribe_answer", {"sdp": self.pc.localDescription.sdp})
+        if ack != {"ok": True}:
+            raise AssertionError(f"subscribe_answer refused: {ack}")
+        self.answered += 1
+
+    def report_bandwidth(self, bits: int | None, loss: float = 0.0) -> None:
+        """Send REMB estimates of `bits` per second for the video received (aiortc's own
+        estimator switched off) and receiver reports with `loss` (a fraction), as a slow or
+        recovered link would; None stops."""
+        self._bandwidth = bits
+        self._loss = loss
+        if bits is not None and self._remb_task is None:
+            self._remb_task = asyncio.ensure_future(self._send_remb())
+
+    async def _send_remb(self) -> None:
+        description = SessionDescription.parse(self.pc.remoteDescription.sdp)
+        ssrcs = [s.ssrc for m in description.media if m.kind == "video" for s in m.ssrc]
+        receivers = [t.receiver for t in self.pc.getTransceivers() if t.kind == "video"]
+        for receiver in receivers:  # a test's own REMB only
+            vars(receiver)["_RTCRtpReceiver__remote_bitrate_estimator"] = None
+        while True:
+            if self._bandwidth is not None and receivers:
+                receiver = receivers[0]
+                own_ssrc = getattr(receiver, "_RTCRtpReceiver__rtcp_ssrc", 0) or 0
+                packet = RtcpPsfbPacket(
+                    fmt=RTCP_PSFB_APP,
+                    ssrc=own_ssrc,
+                    media_ssrc=0,
+                    fci=pack_remb_fci(self._bandwidth, ssrcs),
+                )
+                await receiver._send_rtcp(packet)
+                lost = min(255, int(self._loss * 256))
+                infos = [RtcpReceiverInfo(s, lost, 0, 0, 0, 0, 0) for s in ssrcs]
+                await receiver._send_rtcp(RtcpRrPacket(ssrc=own_ssrc, reports=infos))
+            await asyncio.sleep(0.2)
+
+    def _tap(self, mid: str) -> Callable[[RtpPacket], None]:
+        def add(packet: RtpPacket) -> None:
+            self._by_mid[mid].add(packet)
+
+        return add
+
+    async def close(self) -> None:
+        for task in (self._task, self._remb_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self.publisher is not None:
+            await self.publisher.close()
+        await self.pc.close()
+        await self.client.close()

@@ -40,6 +40,7 @@ def result(**changes: object) -> Result:
         codec="vp8",
         publishers=1,
         viewers=10,
+        feeds=10,
         seconds=10.0,
         server_cpu_us_per_packet=30.0,
         server_cpu_percent=5.0,
@@ -88,3 +89,24 @@ def test_percentile() -> None:
     assert percentile([], 50) is None
     assert percentile([3.0, 1.0, 2.0], 50) == 2.0
     assert percentile([float(i) for i in range(1, 101)], 95) == 95.0
+
+
+def test_a_run_is_disturbed_when_the_tools_core_was_not_its_own() -> None:
+    assert not result(tool_limited=False, tool_lag_ms_p99=10.0).disturbed()
+    assert result(tool_limited=False, tool_lag_ms_p99=80.0).disturbed()
+    assert result(tool_limited=True, tool_lag_ms_p99=1.0).disturbed()
+
+
+def test_a_meeting_row_counts_subscribers_and_feeds() -> None:
+    veche = result(server="veche", scenario="meeting", publishers=4, viewers=4, feeds=12)
+    janus = result(scenario="meeting", publishers=4, viewers=12, feeds=12)
+    rows = table([veche, janus]).splitlines()[2:4]
+    assert "meeting 4 (4 subscr., 12 feeds)" in rows[0]
+    assert "meeting 4 (12 subscr., 12 feeds)" in rows[1]
+
+
+def test_veche_options() -> None:
+    args = parser().parse_args(
+        ["broadcast", "--server", "veche", "--url", "http://127.0.0.1:8080", "--api-key", "k"]
+    )
+    assert (args.server, args.url, args.api_key) == ("veche", "http://127.0.0.1:8080", "k")

@@ -1,7 +1,8 @@
 """The load tool end to end: `python -m bench` against servers it starts itself.
 
-Each run is 1 publisher -> 2 viewers for about 4 s; the JSON line must show video frames and
-audio packets at every viewer, little loss, and a server CPU cost per packet.
+Each broadcast (baseline, Janus, Veche) is 1 publisher -> 2 viewers for about 4 s; the JSON
+line must show video frames and audio packets at every viewer, little loss, and a server CPU
+cost per packet.
 """
 
 import json
@@ -92,6 +93,50 @@ def test_janus_meeting_measured_in_one_process() -> None:
     assert result["video_frames"] > 6 * 3 * 20
     assert result["delay_matched_percent"] > 90
     assert result["decoder_threads"] == 0
+
+
+def test_veche_broadcast() -> None:
+    """The real `veche serve` as a subprocess, driven through its REST API and socket.io
+    signaling: a meeting without lobby, a speaker publishing, two viewers on a guest link."""
+    result = broadcast("veche", "vp8")
+    check(result)
+    assert result["server"] == "veche"
+    # Veche forwards payloads untouched: frames match their send times.
+    assert result["delay_matched_percent"] > 90
+    assert result["delay_ms_p50"] is not None and result["delay_ms_p50"] < 50
+
+
+def test_veche_meeting() -> None:
+    """3 participants on Veche, each one socket that publishes and answers its subscribe
+    offers: every participant receives the other two, delays matched per publisher."""
+    done = run_tool(
+        "meeting",
+        "--server",
+        "veche",
+        "-n",
+        "3",
+        "--seconds",
+        "2",
+        "--settle",
+        "0.5",
+        "--json",
+        "--no-progress",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    [result] = json.loads(done.stdout.strip().splitlines()[-1])["results"]
+    assert result["publishers"] == 3 and result["viewers"] == 3 and result["feeds"] == 6
+    assert result["viewers_without_video"] == 0
+    assert result["loss_percent"] < 5
+    assert result["video_frames"] > 6 * 1.5 * 20  # 6 feeds, ~2 s
+    assert result["video_fps_min"] > 20  # per video stream, not per subscriber
+    assert result["delay_matched_percent"] > 90
+    assert result["decoder_threads"] == 0
+
+
+def test_running_veche_needs_its_key() -> None:
+    done = run_tool("broadcast", "--server", "veche", "--url", "http://127.0.0.1:9", timeout=20)
+    assert done.returncode != 0
+    assert "--api-key" in done.stderr
 
 
 def test_external_server_needs_urls() -> None:

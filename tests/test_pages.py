@@ -200,6 +200,10 @@ async def test_viewer_links_go_to_the_watch_page(live_server: LiveServer) -> Non
         assert response.headers["Location"] == f"/watch/{meeting.id}?token={viewer}"
     status, html, _ = await get(live_server.url + f"/watch/{meeting.id}?token={viewer}&lang=ru")
     assert status == 200 and "Трансляция появится здесь" in html and "Чат" in html
+    # The viewer page receives media (the same scripts) but has nothing to publish with.
+    assert "Только звук" in html and "/static/media.js" in html and "/static/tiles.js" in html
+    for control in ("mic-toggle", "camera-toggle", "screen-toggle", "devices-toggle"):
+        assert f'id="{control}"' not in html
 
 
 async def test_room_page_in_both_languages(live_server: LiveServer) -> None:
@@ -215,6 +219,13 @@ async def test_room_page_in_both_languages(live_server: LiveServer) -> None:
     assert config["token"] == token and config["namespace"] == "/meeting"
     assert config["admin_url"] == f"/meetings/{meeting.id}?token={token}"
     assert config["strings"]["Raise hand"] == "Поднять руку"
+    for words in ("Показать экран", "Устройства", "Только звук"):
+        assert words in html
+    assert config["strings"]["Video paused: slow connection"] == (
+        "Видео приостановлено: медленная связь"
+    )
+    for script in ("media.js", "devices.js", "tiles.js", "local.js", "room.js"):
+        assert f'src="/static/{script}?v=' in html
     status, html, _ = await get(live_server.url + f"/j/{token}/room?lang=en")
     for words in ("Participants", "Chat", "Raise hand", "Waiting for a moderator to let you in"):
         assert words in html

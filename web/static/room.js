@@ -1,5 +1,6 @@
-// The room and viewer pages: socket.io signaling (docs/protocol.md), lobby, people, chat, hands
-// and moderation. Every name and message from others goes into the page with textContent.
+// The room and viewer pages: socket.io signaling (docs/protocol.md), lobby, people, chat, hands,
+// moderation, and the media the page publishes and receives (media.js, tiles.js, devices.js).
+// Every name and message from others goes into the page with textContent.
 "use strict";
 
 (() => {
@@ -25,8 +26,22 @@
     lobby: [],
     locked: false,
     finished: false,
-    local: null, // the local camera/microphone stream
+    // What this page captures: the microphone and camera tracks and the screen's stream.
+    local: { audio: null, video: null, screen: null },
+    on: { mic: false, camera: false, screen: false },
+    publisher: null,
+    subscriber: null,
+    iceServers: [],
+    rebuilding: false,
+    tracks: [], // every published Track in the room
+    media: new Map(), // track id -> the MediaStreamTrack we receive
+    speaking: new Set(),
+    active: null,
+    paused: new Set(), // our video the server paused for a slow link
+    audioOnly: false,
   };
+  window.VecheRoom = { state }; // for the browser tests (getStats(), a dropped socket)
+  const codec = (new URLSearchParams(location.search).get("codec") || "VP8").toUpperCase();
 
   // --- small views ---
 
@@ -64,48 +79,19 @@
     setConnection("closed");
   }
 
-  // --- the local camera and microphone (published once the media layer exists) ---
+  // --- what this page sends (local.js) ---
 
-  async function startMedia() {
-    if (config.watch || !navigator.mediaDevices) return;
-    const wantVideo = prefs.camera !== false;
-    const wantAudio = prefs.mic !== false;
-    if (!wantVideo && !wantAudio) return;
-    try {
-      state.local = await navigator.mediaDevices.getUserMedia({
-        video: wantVideo ? (prefs.cameraId ? { deviceId: prefs.cameraId } : true) : false,
-        audio: wantAudio ? (prefs.micId ? { deviceId: prefs.micId } : true) : false,
-      });
-    } catch (error) {
-      toast(t("Camera or microphone is not available.") + " " + t("You can still join and listen."));
-    }
-  }
-
-  function stopMedia() {
-    if (state.local) for (const track of state.local.getTracks()) track.stop();
-    state.local = null;
-  }
-
-  function localOn(kind) {
-    const track = state.local && state.local.getTracks().find((tr) => tr.kind === kind);
-    return Boolean(track && track.enabled);
-  }
-
-  function toggleLocal(kind) {
-    const track = state.local && state.local.getTracks().find((tr) => tr.kind === kind);
-    if (!track) {
-      toast(t("Camera or microphone is not available."));
-      return;
-    }
-    track.enabled = !track.enabled;
-    sendState();
-    render();
-  }
-
-  function sendState() {
-    if (!state.self || !can("publish_audio")) return;
-    socket.emit("state", { mic: localOn("audio"), camera: localOn("video") }, ackErrors);
-  }
+  const local = VecheLocal.create({
+    state,
+    prefs,
+    codec,
+    can,
+    render: () => render(),
+    setConnection,
+    socket: () => socket,
+    savePrefs: () => sessionStorage.setItem(prefsKey, JSON.stringify(prefs)),
+  });
+  const { stopMedia, mediaError, setMic, setCamera, startScreen, stopScreen, sendState } = local;
 
   // --- permissions ---
 
@@ -127,6 +113,7 @@
     const icons = [];
     if (person.hand) icons.push(icon("hand", t("Hand raised")));
     if (person.mic) icons.push(icon("mic", t("Microphone on")));
+    else if (person.role !== "viewer") icons.push(icon("micOff", t("Microphone off")));
     if (person.camera) icons.push(icon("camera", t("Camera on")));
     if (person.screen) icons.push(icon("screen", t("Sharing the screen")));
     if (!person.connected) icons.push(icon("away", t("Reconnecting…")));
@@ -174,7 +161,7 @@
       const actions = row.querySelector(".person-actions");
       if (!isSelf && can("moderate")) {
         if (person.hand) actions.append(action(t("Lower hand"), () => emit("hand", { raised: false, id: person.id })));
-        if (person.mic) actions.append(action(t("Ask to mute"), () => emit("ask_mute", { id: person.id })));
+        actions.append(...muteActions(person));
       }
       const roles = state.self ? assignable(person) : [];
       if (roles.length) {
@@ -199,40 +186,45 @@
     $("people-count").textContent = String(people.length);
   }
 
+  function muteActions(person) {
+    if (!person.mic || !can("moderate") || (state.self && person.id === state.self.id)) return [];
+    return [
+      action(t("Mute"), () => emit("mute", { id: person.id })),
+      action(t("Ask to mute"), () => emit("ask_mute", { id: person.id })),
+    ];
+  }
+
+  const stage = VecheTiles.create({
+    stage: document.querySelector(".stage"),
+    tiles: $("tiles"),
+    screen: $("screen"),
+    sounds: $("sounds"),
+    soundNotice: $("sound-notice"),
+    icons: stateIcons,
+    actions: muteActions,
+    onVisible: (track, on) => socket && socket.connected && socket.emit("video", { track, on }, () => {}),
+  });
+
   function renderTiles(people) {
-    const tiles = $("tiles");
-    if (!tiles || config.watch) return;
-    const keep = new Map([...tiles.children].map((tile) => [tile.dataset.id, tile]));
-    const wanted = people.filter((p) => p.role !== "viewer");
-    const fresh = [];
-    for (const person of wanted) {
-      let tile = keep.get(person.id);
-      if (!tile) {
-        tile = el("div", "tile");
-        tile.dataset.id = person.id;
-        tile.append(el("div", "tile-initials"), el("div", "tile-label"));
-      }
-      const isSelf = state.self && person.id === state.self.id;
-      const video = tile.querySelector("video");
-      if (isSelf && state.local && localOn("video")) {
-        if (!video) {
-          const preview = el("video");
-          preview.autoplay = preview.muted = preview.playsInline = true;
-          preview.srcObject = state.local;
-          tile.prepend(preview);
-        }
-      } else if (video) {
-        video.remove();
-      }
-      tile.querySelector(".tile-initials").textContent = person.name.split(/\s+/).map((w) => w[0] || "").join("").slice(0, 2).toUpperCase();
-      const label = tile.querySelector(".tile-label");
-      label.replaceChildren(el("span", "tile-name", person.name), ...stateIcons(person));
-      tile.classList.toggle("hand", Boolean(person.hand));
-      tile.classList.toggle("away", !person.connected);
-      fresh.push(tile);
+    const received = state.tracks.filter((info) => state.media.has(info.id));
+    if (config.watch) {
+      $("broadcast").hidden = received.length > 0;
+      $("tiles").hidden = received.length === 0;
     }
-    tiles.replaceChildren(...fresh);
-    tiles.dataset.count = String(Math.min(fresh.length, 9));
+    stage.update({
+      people,
+      selfId: state.self && state.self.id,
+      local: {
+        camera: state.on.camera ? state.local.video : null,
+        screen: state.local.screen,
+      },
+      tracks: state.tracks,
+      media: state.media,
+      speaking: state.speaking,
+      active: state.active,
+      paused: state.paused,
+      audioOnly: state.audioOnly,
+    });
   }
 
   function renderLobby() {
@@ -266,12 +258,24 @@
     hand.hidden = !can("raise_hand");
     hand.setAttribute("aria-pressed", String(raised));
     hand.querySelector("span").textContent = raised ? t("Lower hand") : t("Raise hand");
-    for (const [id, kind] of [["mic-toggle", "audio"], ["camera-toggle", "video"]]) {
+    const toggles = [
+      ["mic-toggle", "publish_audio", state.on.mic],
+      ["camera-toggle", "publish_video", state.on.camera],
+      ["screen-toggle", "publish_screen", state.on.screen],
+      ["devices-toggle", "publish_video", false],
+    ];
+    for (const [id, permission, on] of toggles) {
       const button = $(id);
       if (!button) continue;
-      button.hidden = !can("publish_audio");
-      button.setAttribute("aria-pressed", String(localOn(kind)));
+      button.hidden = !can(permission) && !(id === "devices-toggle" && can("publish_audio"));
+      if (id !== "devices-toggle") button.setAttribute("aria-pressed", String(on));
     }
+    if ($("screen-toggle")) {
+      $("screen-toggle").querySelector("span").textContent = state.on.screen ? t("Stop sharing") : t("Share screen");
+      if (!navigator.mediaDevices || !navigator.mediaDevices.getDisplayMedia) $("screen-toggle").hidden = true;
+    }
+    const audioOnly = $("audio-only-toggle");
+    audioOnly.setAttribute("aria-pressed", String(state.audioOnly));
     document.querySelector(".moderation").hidden = !can("moderate");
     const lock = $("lock-toggle");
     lock.setAttribute("aria-pressed", String(state.locked));
@@ -308,7 +312,7 @@
     if (atBottom || item.classList.contains("mine")) log.scrollTop = log.scrollHeight;
   }
 
-  for (const [id, name] of [["mic-toggle", "mic"], ["camera-toggle", "camera"], ["hand-toggle", "hand"]]) {
+  for (const [id, name] of [["mic-toggle", "mic"], ["camera-toggle", "camera"], ["screen-toggle", "screen"], ["hand-toggle", "hand"]]) {
     if ($(id)) $(id).prepend(icon(name));
   }
 
@@ -322,6 +326,7 @@
   }
 
   const socket = io(config.namespace, { path: config.socket_path, autoConnect: false });
+  window.VecheRoom.socket = socket;
   let retriedWithoutSeat = false;
   let lobbyToast = null;
 
@@ -358,12 +363,14 @@
   }
 
   socket.on("connect", () => {
-    setConnection("connected");
+    setConnection(state.rebuilding ? "reconnecting" : "connected");
     retriedWithoutSeat = false;
     join();
   });
   socket.on("disconnect", (reason) => {
     if (state.finished) return;
+    local.closeConnections();
+    render();
     setConnection("reconnecting");
     // A disconnect by the server is not retried by socket.io itself.
     if (reason === "io server disconnect") setTimeout(() => state.finished || socket.connect(), 1000);
@@ -380,8 +387,15 @@
     $("lobby-view").hidden = true;
     $("chat-log").replaceChildren();
     for (const message of snapshot.chat || []) addChat(message);
+    state.iceServers = snapshot.ice_servers || [];
+    state.tracks = snapshot.tracks || [];
+    state.paused = new Set();
+    state.rebuilding = false;
+    setConnection("connected");
     render();
     sendState();
+    if (state.audioOnly) emit("audio_only", { on: true });
+    local.connectMedia();
   });
   socket.on("lobby", (data) => showLobby(data.position));
   socket.on("admitted", () => { $("lobby-position").textContent = t("Admitted: entering…"); });
@@ -402,10 +416,13 @@
   });
   socket.on("you", (self) => {
     const before = state.self && state.self.role;
+    const publishing = (who) => (who && who.permissions ? who.permissions.filter((p) => p.startsWith("publish_")).sort().join() : "");
+    const changed = publishing(state.self) !== publishing(self);
     state.self = self;
     state.participants.set(self.id, self);
     if (before && before !== self.role) toast(t("Your role is now: {role}").replace("{role}", ROLE_NAMES[self.role] || self.role));
     render();
+    if (changed) local.republish();
   });
   socket.on("lobby_updated", (data) => {
     const before = state.lobby.length;
@@ -429,8 +446,29 @@
   socket.on("mute_request", (data) => {
     toast(t("{name} asks you to mute your microphone").replace("{name}", data.by), {
       label: t("Mute"),
-      run: () => localOn("audio") && toggleLocal("audio"),
+      run: () => state.on.mic && setMic(false),
     });
+  });
+  socket.on("muted", (data) => {
+    setMic(false);
+    toast(t("{name} muted your microphone").replace("{name}", data.by));
+  });
+  socket.on("subscribe_offer", (data) => {
+    if (!state.subscriber) state.subscriber = local.newSubscriber();
+    state.subscriber.offer(data).catch((error) => toast(t("Could not receive the others' audio and video:") + " " + error.message));
+  });
+  socket.on("tracks", (data) => {
+    state.tracks = data.tracks || [];
+    render();
+  });
+  socket.on("speaking", (data) => {
+    state.speaking = new Set(data.speaking || []);
+    state.active = data.active || null;
+    renderTiles(sortedPeople());
+  });
+  socket.on("video_paused", (data) => {
+    state.paused = new Set(data.tracks || []);
+    renderTiles(sortedPeople());
   });
   socket.on("removed", (data) => finish(t("You were removed from the meeting"), data.message, true));
   socket.on("ended", (data) => finish(t("The meeting has ended"), data.message, false));
@@ -457,8 +495,15 @@
   $("hand-toggle").addEventListener("click", () => {
     emit("hand", { raised: !state.hands.includes(state.self.id) });
   });
-  if ($("mic-toggle")) $("mic-toggle").addEventListener("click", () => toggleLocal("audio"));
-  if ($("camera-toggle")) $("camera-toggle").addEventListener("click", () => toggleLocal("video"));
+  if ($("mic-toggle")) $("mic-toggle").addEventListener("click", () => setMic(!state.on.mic));
+  if ($("camera-toggle")) $("camera-toggle").addEventListener("click", () => setCamera(!state.on.camera));
+  if ($("screen-toggle")) $("screen-toggle").addEventListener("click", () => (state.on.screen ? stopScreen() : startScreen()));
+  if ($("devices-toggle")) VecheDevices.menu($("devices-toggle"), $("devices-menu"), () => state.local, local.switchDevice);
+  $("audio-only-toggle").addEventListener("click", () => {
+    state.audioOnly = !state.audioOnly;
+    emit("audio_only", { on: state.audioOnly });
+    render();
+  });
   $("lock-toggle").addEventListener("click", () => emit("lock", { locked: !state.locked }));
   $("admit-all").addEventListener("click", () => emit("admit_all", {}));
   $("end-meeting").addEventListener("click", () => {
@@ -477,7 +522,7 @@
       location.href = config.join_url; // a guest names themselves on the join page first
       return;
     }
-    await startMedia();
+    await local.startMedia();
     render();
     socket.connect();
   }

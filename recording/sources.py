@@ -1,0 +1,131 @@
+"""Track files decoded once, in time order, for the renderer: the picture showing at a time,
+and audio samples (48 kHz stereo, float) for a span of the recording's clock."""
+
+from __future__ import annotations
+
+from array import array
+from collections import deque
+from typing import Any
+
+import av
+
+from recording.plan import Track
+
+RATE = 48000
+CHANNELS = 2
+STALE = 1.0  # seconds without a new picture after which a camera counts as off (card)
+_SLACK = 960  # samples of timing jitter absorbed before a gap is filled or an overlap cut
+
+
+class VideoSource:
+    """A video track decoded forward only: `at(t)` is the latest picture at or before `t`."""
+
+    def __init__(self, track: Track) -> None:
+        self.track = track
+        self._container: Any = av.open(str(track.path))
+        stream = self._container.streams.video[0]
+        stream.thread_type = "AUTO"
+        self._frames = self._container.decode(stream)
+        self._next: Any = None
+        self._next_time = 0.0
+        self.current: Any = None
+        self.current_time = -1.0
+        self.serial = 0  # bumps when `current` changes (lets the renderer cache its scaling)
+        self._done = False
+        self._pull()
+
+    def _pull(self) -> None:
+        try:
+            while True:
+                frame = next(self._frames)
+                if frame.time is not None:
+                    self._next, self._next_time = frame, self.track.offset + frame.time
+                    return
+        except (StopIteration, av.FFmpegError):
+            # A file cut by a crash ends with a torn cluster: what decoded is what there is.
+            self._next, self._done = None, True
+
+    def at(self, t: float, stale: float = STALE) -> Any:
+        """The picture to show at `t`, or None (not started, ended, or older than `stale`)."""
+        while self._next is not None and self._next_time <= t:
+            self.current, self.current_time = self._next, self._next_time
+            self.serial += 1
+            self._pull()
+        if self.current is None or t - self.current_time > stale or t > self.track.end + 0.1:
+            return None
+        return self.current
+
+    def close(self) -> None:
+        self._container.close()
+
+
+class AudioSource:
+    """An audio track decoded forward only, resampled to 48 kHz stereo float, placed by its
+    timestamps: gaps (mute) stay silent and cost no memory, jitter under 20 ms is absorbed."""
+
+    def __init__(self, track: Track) -> None:
+        self.track = track
+        self._container: Any = av.open(str(track.path))
+        self._frames = self._container.decode(self._container.streams.audio[0])
+        self._resampler = av.AudioResampler(format="flt", layout="stereo", rate=RATE)
+        # Decoded chunks not yet played: (first sample on the recording's clock, samples).
+        self._chunks: deque[tuple[int, array[float]]] = deque()
+        self._end: int | None = None  # the sample after the last one decoded
+        self._done = False
+
+    def _fill(self, upto: int) -> None:
+        while not self._done and (self._end is None or self._end < upto):
+            try:
+                frame = next(self._frames)
+            except (StopIteration, av.FFmpegError):
+                self._done = True
+                return
+            if frame.time is None:
+                continue
+            at = round((self.track.offset + frame.time) * RATE)
+            for chunk in self._resampler.resample(frame):
+                self._append(at, chunk)
+                at += chunk.samples
+
+    def _append(self, at: int, chunk: Any) -> None:
+        samples = array("f", bytes(chunk.planes[0])[: chunk.samples * CHANNELS * 4])
+        end = self._end
+        if end is not None and abs(at - end) <= _SLACK:
+            at = end  # timing jitter: keep the sound continuous
+        elif end is not None and at < end:  # overlapping time: keep the earlier samples
+            samples = samples[(end - at) * CHANNELS :]
+            at = end
+        if samples:
+            self._chunks.append((at, samples))
+            self._end = at + len(samples) // CHANNELS
+
+    def read(self, start: int, count: int) -> array[float] | None:
+        """Samples [start, start + count) interleaved, or None when the track is silent there."""
+        stop = start + count
+        self._fill(stop)
+        while self._chunks and self._chunks[0][0] + len(self._chunks[0][1]) // CHANNELS <= start:
+            self._chunks.popleft()  # played
+        out: array[float] | None = None
+        for first, samples in self._chunks:
+            if first >= stop:
+                break
+            if out is None:
+                out = array("f", bytes(4 * CHANNELS * count))
+            begin = max(first, start)
+            end = min(first + len(samples) // CHANNELS, stop)
+            out[(begin - start) * CHANNELS : (end - start) * CHANNELS] = samples[
+                (begin - first) * CHANNELS : (end - first) * CHANNELS
+            ]
+        return out
+
+    def close(self) -> None:
+        self._container.close()
+
+
+def mix(parts: list[array[float]], count: int) -> array[float]:
+    """The sum of interleaved float buffers (the AAC encoder clips); silence for none."""
+    if not parts:
+        return array("f", bytes(4 * CHANNELS * count))
+    if len(parts) == 1:
+        return parts[0]
+    return array("f", map(sum, zip(*parts, strict=True)))

@@ -1,0 +1,458 @@
+"""A live meeting's media: who publishes which tracks from which source, each seat's
+subscription, and the one-at-a-time offer/answer loop per subscriber.
+
+media/ forwards and knows no people; rooms/ decides who may do what; this module ties the two
+for one meeting. Publication names are seat ids, so a track id is "<seat id>/<mid>" and the
+msid stream id a browser sees is the publishing seat's id.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from media import sdp
+from media.errors import MediaError
+from media.levels import ActiveSpeakers
+from media.links import LinkGuard
+from media.publisher import MAX_PUBLISHED_MEDIA, Publication
+from media.sfu import Sfu
+from media.subscriber import Subscription
+from rooms.errors import Forbidden, Invalid, NotFound, RoomError
+from rooms.participant import Participant
+from rooms.roles import Permission
+
+log = logging.getLogger(__name__)
+
+# source -> (media kind, the permission it needs)
+SOURCES: dict[str, tuple[str, Permission]] = {
+    "microphone": ("audio", Permission.PUBLISH_AUDIO),
+    "camera": ("video", Permission.PUBLISH_VIDEO),
+    "screen": ("video", Permission.PUBLISH_SCREEN),
+}
+PUBLISHING = frozenset(permission for _, permission in SOURCES.values())
+
+Tell = Callable[[str, str, dict[str, Any]], Awaitable[None]]  # seat id, event, data
+Announce = Callable[[str, dict[str, Any]], Awaitable[None]]  # event, data to the whole room
+Spawn = Callable[[Awaitable[None]], object]
+
+
+@dataclass(frozen=True)
+class Track:
+    """A published track as the protocol shows it."""
+
+    id: str
+    participant: str
+    source: str
+    kind: str
+    muted: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "participant": self.participant,
+            "source": self.source,
+            "kind": self.kind,
+            "muted": self.muted,
+        }
+
+
+@dataclass
+class Receiver:
+    """One seat's receiving connection and where its negotiation stands."""
+
+    subscription: Subscription
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    offered: dict[str, Track] | None = None  # mid -> Track of the offer awaiting an answer
+    negotiated: bool = False
+    dirty: bool = False  # the tracks changed since the last offer was made
+    audio_only: bool = False
+    hidden: set[str] = field(default_factory=set)  # video the client paused (`video`)
+    guard: LinkGuard = field(default_factory=LinkGuard)
+
+    def wants(self, track: Track) -> bool:
+        """Whether the client wants this track's media now (bandwidth aside)."""
+        return track.kind != "video" or not (self.audio_only or track.id in self.hidden)
+
+
+def media_error(exc: MediaError) -> RoomError:
+    return RoomError(exc.code, exc.message)
+
+
+class Stage:
+    """The media side of one live meeting."""
+
+    def __init__(self, sfu: Sfu, tell: Tell, announce: Announce, spawn: Spawn) -> None:
+        self._sfu = sfu
+        self._tell = tell
+        self._announce = announce
+        self._spawn = spawn
+        self._tracks: dict[str, Track] = {}  # track id -> Track
+        self._publications: dict[str, Publication] = {}  # seat id -> its publish connection
+        self._seat_locks: dict[str, asyncio.Lock] = {}  # serialises one seat's publishing
+        self._receivers: dict[str, Receiver] = {}  # seat id -> its receive connection
+        self._muted: set[str] = set()  # seats whose audio a moderator stopped
+        self.speakers = ActiveSpeakers()
+        self.closed = False
+
+    # reading
+
+    def tracks(self) -> list[dict[str, Any]]:
+        return [t.as_dict() for t in self._tracks.values()]
+
+    # publishing
+
+    async def publish(
+        self,
+        seat: Participant,
+        offer: object,
+        sources: object,
+        current: Callable[[], Participant | None],
+    ) -> str:
+        """Answer the seat's publish offer (the first creates the connection, later ones
+        renegotiate); every sending section must be labelled with a source it may publish.
+        `current` gives the seat as it is now (None once gone): checked again after aiortc's
+        work, as the seat may have left or lost its role meanwhile."""
+        if not any(seat.can(p) for p in PUBLISHING):
+            raise Forbidden("your role may not publish")
+        if not isinstance(sources, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in sources.items()
+        ):
+            raise Invalid("sources must be an object of mid: source")
+        try:
+            sending = sdp.sending(sdp.check(offer, MAX_PUBLISHED_MEDIA))
+        except MediaError as exc:
+            raise media_error(exc) from None
+        labels: dict[str, str] = {}
+        for mid, kind in sending.items():
+            source = sources.get(mid)
+            if source not in SOURCES:
+                raise Invalid(f"label media section {mid!r} with microphone, camera or screen")
+            need_kind, permission = SOURCES[source]
+            if kind != need_kind:
+                raise Invalid(f"media section {mid!r} is {kind}, not a {source}")
+            if not seat.can(permission):
+                raise Forbidden(f"your role may not publish a {source}")
+            labels[mid] = source
+        if not labels:
+            raise RoomError("nothing_published", "the offer sends no audio or video")
+        async with self._seat_lock(seat.id):
+            if self.closed or current() is None:
+                raise RoomError("not_joined", "join the meeting first")
+            publication = self._publications.get(seat.id)
+            try:
+                if publication is None:
+                    publication, answer = await self._sfu.publish(seat.id, str(offer))
+                    self._publications[seat.id] = publication
+                else:
+                    answer = await publication.renegotiate(str(offer))
+            except MediaError as exc:
+                if publication is not None and publication.closed:
+                    await self._unpublish_locked(seat.id)
+                raise media_error(exc) from None
+            now = current()
+            if self.closed or now is None:  # left while aiortc worked: keep nothing
+                await self._unpublish_locked(seat.id)
+                raise RoomError("not_joined", "join the meeting first")
+            if not all(now.can(SOURCES[source][1]) for source in labels.values()):
+                await self._unpublish_locked(seat.id)  # demoted meanwhile
+                await self._changed()
+                raise Forbidden("your role may no longer publish this")
+            self._set_tracks(seat.id, publication, labels)
+        await self._changed()
+        return answer
+
+    def _set_tracks(self, seat_id: str, publication: Publication, labels: dict[str, str]) -> None:
+        old = {tid for tid, t in self._tracks.items() if t.participant == seat_id}
+        muted = seat_id in self._muted
+        for published in publication.tracks:
+            previous = self._tracks.get(published.track_id)
+            source = labels.get(published.mid) or (previous.source if previous else "")
+            if source not in SOURCES:
+                continue
+            track = Track(
+                published.track_id,
+                seat_id,
+                source,
+                published.kind,
+                muted and published.kind == "audio",
+            )
+            self._tracks[track.id] = track
+            old.discard(track.id)
+            if track.muted:
+                publication.forwarders[track.id].mute()
+        for tid in old:
+            del self._tracks[tid]
+
+    async def unpublish(self, seat_id: str) -> None:
+        async with self._seat_lock(seat_id):
+            if seat_id not in self._publications and not any(
+                t.participant == seat_id for t in self._tracks.values()
+            ):
+                return
+            await self._unpublish_locked(seat_id)
+        await self._changed()
+
+    async def _unpublish_locked(self, seat_id: str) -> None:
+        self._publications.pop(seat_id, None)
+        for tid in [tid for tid, t in self._tracks.items() if t.participant == seat_id]:
+            del self._tracks[tid]
+        await self._sfu.unpublish(seat_id)
+
+    def _seat_lock(self, seat_id: str) -> asyncio.Lock:
+        return self._seat_locks.setdefault(seat_id, asyncio.Lock())
+
+    async def permissions_changed(self, seat: Participant) -> None:
+        """A new role: a publication with a source the role may not publish is closed."""
+        sources = {t.source for t in self._tracks.values() if t.participant == seat.id}
+        if any(not seat.can(SOURCES[s][1]) for s in sources):
+            await self.unpublish(seat.id)
+
+    # moderation
+
+    async def mute(self, seat_id: str) -> None:
+        """Stop forwarding the seat's audio to everyone until they turn their mic on."""
+        self._muted.add(seat_id)
+        await self._set_muted(seat_id, True)
+
+    async def unmute(self, seat_id: str) -> None:
+        if seat_id in self._muted:
+            self._muted.discard(seat_id)
+            await self._set_muted(seat_id, False)
+
+    async def _set_muted(self, seat_id: str, muted: bool) -> None:
+        publication = self._publications.get(seat_id)
+        changed = False
+        for tid, track in list(self._tracks.items()):
+            if track.participant != seat_id or track.kind != "audio" or publication is None:
+                continue
+            forwarder = publication.forwarders.get(tid)
+            if forwarder is not None:
+                forwarder.mute() if muted else forwarder.unmute()
+            self._tracks[tid] = replace(track, muted=muted)
+            changed = True
+        if changed:
+            await self._announce("tracks", {"tracks": self.tracks()})
+
+    # receiving
+
+    async def enter(self, seat_id: str) -> None:
+        """A seat (re)joined on a connection: the old peer connections, from before a
+        reconnect, are closed and a fresh receiving one is made (offered by `offer_soon`)."""
+        old = self._receivers.pop(seat_id, None)
+        if old is not None:
+            await self._sfu.unsubscribe(old.subscription)
+        if seat_id in self._publications:
+            await self.unpublish(seat_id)
+        if self.closed:
+            return
+        self._receivers[seat_id] = Receiver(self._sfu.subscribe())
+
+    def offer_soon(self, seat_id: str) -> None:
+        """Send the seat its first subscribe_offer (after `joined`) when there is anything."""
+        self._spawn(self._sync(seat_id))
+
+    async def answer(self, seat_id: str, answer: object) -> None:
+        """The seat's answer to its outstanding subscribe_offer."""
+        receiver = self._receivers.get(seat_id)
+        if receiver is None or receiver.offered is None:
+            raise RoomError("no_offer", "there is no subscribe_offer to answer")
+        async with receiver.lock:
+            if receiver.offered is None:
+                raise RoomError("no_offer", "there is no subscribe_offer to answer")
+            try:
+                await receiver.subscription.accept(answer)
+            except MediaError as exc:
+                # The offer stays outstanding: the client may answer it again.
+                raise media_error(exc) from None
+            receiver.offered = None
+            receiver.negotiated = True
+        if receiver.dirty:
+            self._spawn(self._sync(seat_id))
+
+    async def candidate(
+        self, seat_id: str, pc: object, candidate: object, mid: object, index: object
+    ) -> None:
+        """A candidate the client trickled for one of its connections."""
+        try:
+            if pc == "publish":
+                async with self._seat_lock(seat_id):
+                    publication = self._publications.get(seat_id)
+                    if publication is None:
+                        raise NotFound("publish connection")
+                    await publication.add_ice_candidate(candidate, mid, index)
+            elif pc == "subscribe":
+                receiver = self._receivers.get(seat_id)
+                if receiver is None or not (receiver.negotiated or receiver.offered):
+                    raise NotFound("subscribe connection")
+                async with receiver.lock:
+                    await receiver.subscription.add_ice_candidate(candidate, mid, index)
+            else:
+                raise Invalid('pc must be "publish" or "subscribe"')
+        except MediaError as exc:
+            raise media_error(exc) from None
+
+    def video(self, seat_id: str, track_id: str, on: bool) -> None:
+        """Pause or resume one video track for this subscriber (`video`)."""
+        receiver = self._receiver(seat_id)
+        track = self._tracks.get(track_id)
+        if track is None or track.kind != "video" or track.participant == seat_id:
+            raise NotFound("video track")
+        if on:
+            receiver.hidden.discard(track_id)
+        else:
+            receiver.hidden.add(track_id)
+        self._apply_wishes(receiver)
+
+    def audio_only(self, seat_id: str, on: bool) -> None:
+        receiver = self._receiver(seat_id)
+        receiver.audio_only = on
+        self._apply_wishes(receiver)
+
+    def _receiver(self, seat_id: str) -> Receiver:
+        receiver = self._receivers.get(seat_id)
+        if receiver is None:
+            raise RoomError("not_joined", "join the meeting first")
+        return receiver
+
+    def _apply_wishes(self, receiver: Receiver) -> None:
+        """Pause or resume each subscribed video feed as the client and its link want."""
+        subscription = receiver.subscription
+        for tid in subscription.track_ids:
+            track = self._tracks.get(tid)
+            if track is None or track.kind != "video":
+                continue
+            feed = subscription.feed(tid)
+            run = receiver.wants(track) and tid not in receiver.guard.paused
+            if run and feed.paused:
+                subscription.resume(tid)
+            elif not run and not feed.paused:
+                subscription.pause(tid)
+
+    async def _changed(self) -> None:
+        """The published tracks changed: tell the room, re-offer to every subscriber."""
+        await self._announce("tracks", {"tracks": self.tracks()})
+        for seat_id in self._receivers:
+            self._spawn(self._sync(seat_id))
+
+    async def _sync(self, seat_id: str) -> None:
+        """Bring a subscriber's connection in line with the published tracks: one offer at
+        a time; changes made while an offer waits for its answer go in the next one."""
+        receiver = self._receivers.get(seat_id)
+        if receiver is None:
+            return
+        receiver.dirty = True
+        async with receiver.lock:
+            if receiver.offered is not None or not receiver.dirty:
+                return
+            if self._receivers.get(seat_id) is not receiver or receiver.subscription.closed:
+                return
+            receiver.dirty = False
+            subscription = receiver.subscription
+            wanted = {tid: t for tid, t in self._tracks.items() if t.participant != seat_id}
+            current = set(subscription.track_ids)
+            changed = False
+            for tid in current - wanted.keys():
+                subscription.remove(tid)
+                receiver.hidden.discard(tid)
+                receiver.guard.forget(tid)
+                changed = True
+            for tid in sorted(wanted.keys() - current):
+                try:
+                    subscription.add(tid)
+                except MediaError as exc:
+                    log.warning("cannot forward %s to %s: %s", tid, seat_id, exc.message)
+                    continue
+                changed = True
+                if not receiver.wants(wanted[tid]):
+                    subscription.pause(tid)
+            if not changed:
+                return
+            try:
+                offer = await subscription.offer()
+            except MediaError as exc:
+                log.warning("cannot offer to %s: %s", seat_id, exc.message)
+                return
+            offered = {}
+            for tid in subscription.track_ids:
+                mid = subscription.mid(tid)
+                track = self._tracks.get(tid) or wanted.get(tid)
+                if mid is not None and track is not None:
+                    offered[mid] = track
+            receiver.offered = offered
+            data = {"sdp": offer, "tracks": {mid: t.as_dict() for mid, t in offered.items()}}
+            await self._tell(seat_id, "subscribe_offer", data)
+
+    # leaving
+
+    async def leave(self, seat_id: str) -> None:
+        """The seat is gone (left, removed, timed out): close both its connections."""
+        self._muted.discard(seat_id)
+        receiver = self._receivers.pop(seat_id, None)
+        if receiver is not None:
+            await self._sfu.unsubscribe(receiver.subscription)
+        await self.unpublish(seat_id)  # waits for a publish in progress
+        self._seat_locks.pop(seat_id, None)
+        self.speakers.forget(seat_id)
+
+    async def close(self) -> None:
+        """The meeting is over: every connection closes."""
+        self.closed = True
+        receivers = list(self._receivers.values())
+        self._receivers.clear()
+        for receiver in receivers:
+            await self._sfu.unsubscribe(receiver.subscription)
+        for seat_id in list(self._publications):
+            self._publications.pop(seat_id, None)
+            with contextlib.suppress(Exception):
+                await self._sfu.unpublish(seat_id)
+        self._tracks.clear()
+
+    # periodic work (the app's media clock)
+
+    def speaking_levels(self) -> dict[str, int | None]:
+        """Each publishing seat's microphone level since the last call."""
+        levels: dict[str, int | None] = {}
+        for seat_id, publication in self._publications.items():
+            for tid, forwarder in publication.forwarders.items():
+                track = self._tracks.get(tid)
+                if track is not None and track.source == "microphone":
+                    levels[seat_id] = forwarder.read_level()
+        return levels
+
+    async def tick_speakers(self) -> None:
+        if self.speakers.update(self.speaking_levels()):
+            await self._announce("speaking", self.speakers.as_dict())
+
+    async def tick_links(self, seconds: float) -> None:
+        """Pause video for subscribers whose link is too slow for it; resume when it recovers."""
+        rates = {
+            tid: f.take_rate(seconds)
+            for p in self._publications.values()
+            for tid, f in p.forwarders.items()
+            if f.kind == "video"
+        }
+        for seat_id, receiver in list(self._receivers.items()):
+            subscription = receiver.subscription
+            needs = {}
+            estimate: int | None = None
+            loss: float | None = None
+            for tid in subscription.track_ids:
+                track = self._tracks.get(tid)
+                if track is None or track.kind != "video" or not receiver.wants(track):
+                    continue
+                needs[tid] = rates.get(tid, 0)
+                feed = subscription.feed(tid)
+                if feed.remb is not None:
+                    estimate = feed.remb if estimate is None else min(estimate, feed.remb)
+                lost = feed.take_loss()
+                if lost is not None:
+                    loss = lost if loss is None else max(loss, lost)
+            before = set(receiver.guard.paused)
+            receiver.guard.update(estimate, needs, loss)
+            if receiver.guard.paused != before:
+                self._apply_wishes(receiver)
+                paused = sorted(receiver.guard.paused)
+                await self._tell(seat_id, "video_paused", {"tracks": paused, "reason": "bandwidth"})

@@ -1,0 +1,226 @@
+// The two WebRTC connections of docs/protocol.md ("Media"): the publish connection (we offer,
+// the server answers) and the subscribe connection (the server offers, we answer).
+"use strict";
+
+const VecheMedia = (() => {
+  // A connection that stays "disconnected" this long is rebuilt; "failed" is rebuilt at once.
+  const DISCONNECTED_GRACE_MS = 4000;
+
+  // socket.io's emit with an ack, as a promise; a lost ack becomes an error like the server's.
+  function call(socket, event, payload) {
+    return new Promise((resolve) => {
+      socket.timeout(10000).emit(event, payload, (err, ack) => {
+        if (err) resolve({ error: { code: "timeout", message: "no answer from the server" } });
+        else resolve(ack || { ok: true });
+      });
+    });
+  }
+
+  class MediaError extends Error {
+    constructor(error) {
+      super(error.message || error.code);
+      this.code = error.code;
+    }
+  }
+
+  // VP8 first (every browser decodes it); H.264 constrained baseline, packetization-mode 1,
+  // next, or first when asked for (?codec=H264). Codecs the SFU does not forward (VP9, AV1)
+  // are left out; retransmission and redundancy entries stay.
+  function preferCodec(transceiver, wanted) {
+    if (!RTCRtpSender.getCapabilities || !transceiver.setCodecPreferences) return;
+    const codecs = RTCRtpSender.getCapabilities("video").codecs;
+    const h264 = (c) => c.mimeType === "video/H264" &&
+      /packetization-mode=1/.test(c.sdpFmtpLine || "") && /profile-level-id=42e0/.test(c.sdpFmtpLine || "");
+    const vp8 = (c) => c.mimeType === "video/VP8";
+    const order = wanted === "H264" ? [h264, vp8] : [vp8, h264];
+    const first = order.flatMap((test) => codecs.filter(test));
+    const rest = codecs.filter((c) => !first.includes(c) && /rtx|red|ulpfec/i.test(c.mimeType));
+    try {
+      transceiver.setCodecPreferences([...first, ...rest]);
+    } catch (e) {
+      // An old browser without these codecs keeps its own order.
+    }
+  }
+
+  // Enough for a sharp 720p camera and a readable screen; a meeting of many stays light.
+  const MAX_BITRATE = { camera: 900000, screen: 1500000 };
+
+  function sending(source) {
+    const init = { direction: "sendonly" };
+    if (MAX_BITRATE[source]) init.sendEncodings = [{ maxBitrate: MAX_BITRATE[source] }];
+    return init;
+  }
+
+  // Shared by both connections: trickled candidates wait until the server has this
+  // connection's offer or answer, and a broken link is reported once.
+  class Link {
+    constructor(socket, kind, iceServers, onBroken) {
+      this.socket = socket;
+      this.kind = kind;
+      this.onBroken = onBroken;
+      this.pending = [];
+      this.ready = false;
+      this.closed = false;
+      this.timer = 0;
+      this.pc = new RTCPeerConnection({ iceServers: iceServers || [], bundlePolicy: "max-bundle" });
+      this.pc.addEventListener("icecandidate", (event) => {
+        const c = event.candidate;
+        const message = c && c.candidate
+          ? { pc: kind, candidate: c.candidate, sdpMid: c.sdpMid, sdpMLineIndex: c.sdpMLineIndex }
+          : { pc: kind, candidate: "" };
+        if (this.ready) this.sendCandidate(message);
+        else this.pending.push(message);
+      });
+      this.pc.addEventListener("connectionstatechange", () => this.watch());
+    }
+
+    sendCandidate(message) {
+      if (!this.closed) this.socket.emit("ice", message, () => {});
+    }
+
+    flush() {
+      this.ready = true;
+      for (const message of this.pending.splice(0)) this.sendCandidate(message);
+    }
+
+    watch() {
+      const s = this.pc.connectionState;
+      clearTimeout(this.timer);
+      if (this.closed) return;
+      if (s === "failed") this.broken();
+      else if (s === "disconnected") this.timer = setTimeout(() => this.broken(), DISCONNECTED_GRACE_MS);
+    }
+
+    broken() {
+      if (this.closed) return;
+      this.close();
+      this.onBroken(this.kind);
+    }
+
+    close() {
+      this.closed = true;
+      clearTimeout(this.timer);
+      this.pc.close();
+    }
+  }
+
+  // Our camera, microphone and screen: one sending section per source, labelled by mid.
+  class Publisher extends Link {
+    constructor(socket, iceServers, options) {
+      super(socket, "publish", iceServers, options.onBroken);
+      this.codec = options.codec;
+      this.sections = new Map(); // source -> transceiver
+      this.queue = Promise.resolve();
+    }
+
+    has(source) {
+      return this.sections.has(source);
+    }
+
+    // The first offer with every source at once: [{source, track}] (a null track sends
+    // nothing until set() gives it one, e.g. a microphone that starts muted).
+    start(sources) {
+      return this.serial(async () => {
+        for (const { source, track, kind } of sources) {
+          const added = this.pc.addTransceiver(track || kind, sending(source));
+          if (kind === "video") preferCodec(added, this.codec);
+          this.sections.set(source, added);
+        }
+        if (this.sections.size) await this.negotiate(null, true);
+      });
+    }
+
+    // Start or stop sending `track` as `source`. A new source renegotiates; muting and
+    // unmuting an existing one only swaps the sender's track (null sends nothing at all).
+    set(source, track) {
+      return this.serial(async () => {
+        const transceiver = this.sections.get(source);
+        if (transceiver) {
+          await transceiver.sender.replaceTrack(track);
+          return;
+        }
+        if (!track) return;
+        const added = this.pc.addTransceiver(track, sending(source));
+        if (track.kind === "video") preferCodec(added, this.codec);
+        this.sections.set(source, added);
+        await this.negotiate(source);
+      });
+    }
+
+    // Remove a source (a screen share that ends): its section closes and the server drops it.
+    remove(source) {
+      return this.serial(async () => {
+        const transceiver = this.sections.get(source);
+        if (!transceiver) return;
+        this.sections.delete(source);
+        transceiver.stop();
+        await this.negotiate(null);
+      });
+    }
+
+    serial(step) {
+      const next = this.queue.then(step);
+      this.queue = next.catch(() => {});
+      return next;
+    }
+
+    async negotiate(added, all) {
+      if (this.closed) return;
+      await this.pc.setLocalDescription(await this.pc.createOffer());
+      const sources = {};
+      for (const [source, transceiver] of this.sections) sources[transceiver.mid] = source;
+      const ack = await call(this.socket, "publish", { sdp: this.pc.localDescription.sdp, sources });
+      if (this.closed) return;
+      if (ack.error) {
+        await this.pc.setLocalDescription({ type: "rollback" });
+        if (all) {
+          for (const transceiver of this.sections.values()) transceiver.stop();
+          this.sections.clear();
+        } else if (added) {
+          const transceiver = this.sections.get(added);
+          this.sections.delete(added);
+          if (transceiver) transceiver.stop();
+        }
+        throw new MediaError(ack.error);
+      }
+      await this.pc.setRemoteDescription({ type: "answer", sdp: ack.sdp });
+      this.flush();
+    }
+  }
+
+  // What the others publish: the server offers, re-offers as tracks come and go; each offer
+  // maps its mids to Tracks.
+  class Subscriber extends Link {
+    constructor(socket, iceServers, options) {
+      super(socket, "subscribe", iceServers, options.onBroken);
+      this.onChange = options.onChange;
+      this.queue = Promise.resolve();
+      this.received = new Map(); // track id -> MediaStreamTrack
+    }
+
+    offer(data) {
+      const next = this.queue.then(() => this.answer(data));
+      this.queue = next.catch(() => {});
+      return next;
+    }
+
+    async answer(data) {
+      if (this.closed) return;
+      await this.pc.setRemoteDescription({ type: "offer", sdp: data.sdp });
+      await this.pc.setLocalDescription(await this.pc.createAnswer());
+      const tracks = data.tracks || {};
+      const received = new Map();
+      for (const transceiver of this.pc.getTransceivers()) {
+        const info = transceiver.mid !== null && tracks[transceiver.mid];
+        if (info && !transceiver.stopped) received.set(info.id, transceiver.receiver.track);
+      }
+      this.received = received;
+      this.onChange(received);
+      const ack = await call(this.socket, "subscribe_answer", { sdp: this.pc.localDescription.sdp });
+      if (ack.error) throw new MediaError(ack.error);
+      this.flush();
+    }
+  }
+
+  return { Publisher, Subscriber, MediaError, call };
+})();
