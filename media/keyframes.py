@@ -3,7 +3,10 @@
 import asyncio
 from collections.abc import Callable
 
-DEFAULT_INTERVAL = 1.0
+# Half a second, not the full second often quoted: with a stream of viewers joining, a joiner
+# waits on average half an interval for the next keyframe, and join to first frame must stay
+# under 500 ms (issue 4). A lone late joiner gets its keyframe request at once either way.
+DEFAULT_INTERVAL = 0.5
 
 
 class KeyframeRequests:

@@ -16,6 +16,7 @@ from server.app import create_app
 from server.auth import Tokens
 from server.config import Settings, with_secrets
 from server.context import STORE, TOKENS
+from tests.media_clip import Clip, clip
 
 
 def free_port() -> int:
@@ -86,3 +87,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if os.environ.get("CI") == "true" and report.skipped and not hasattr(report, "wasxfail"):
         report.outcome = "failed"
         report.longrepr = f"skipped under CI=true, which is not allowed: {report.longrepr}"
+
+
+@pytest.fixture(scope="session")
+def media_clip() -> Clip:
+    """The pre-encoded VP8 + Opus clip test publishers send (made once, cached on disk)."""
+    return clip()

@@ -11,12 +11,7 @@ from hypothesis import strategies as st
 from media.errors import MediaError
 from media.subscriber import Subscription
 from tests.media_clients import ClientPublisher, ClientViewer, Harness, received, wait_for
-from tests.media_clip import Clip, clip
-
-
-@pytest.fixture(scope="module")
-def media_clip() -> Clip:
-    return clip()
+from tests.media_clip import Clip
 
 
 @pytest.fixture

@@ -15,11 +15,6 @@ from tests.media_clients import ClipTrack, Harness, received, renegotiate, wait_
 from tests.media_clip import Clip, clip
 
 
-@pytest.fixture(scope="module")
-def media_clip() -> Clip:
-    return clip()
-
-
 @pytest.fixture
 async def room(media_clip: Clip) -> AsyncIterator[Harness]:
     harness = Harness(media_clip)

@@ -17,12 +17,7 @@ from aiortc import RTCPeerConnection
 from media import hooks, ice
 from media.errors import HookError
 from tests.media_clients import LOOPBACK, Harness, received, wait_for
-from tests.media_clip import Clip, clip
-
-
-@pytest.fixture(scope="module")
-def media_clip() -> Clip:
-    return clip()
+from tests.media_clip import Clip
 
 
 @pytest.fixture

@@ -5,18 +5,12 @@ import hashlib
 import hmac
 import time
 
-import pytest
 from aiortc import RTCBundlePolicy
 
 from media import ice
 from media.sfu import Sfu
 from tests.media_clients import publish, received, wait_for, watch
-from tests.media_clip import Clip, clip
-
-
-@pytest.fixture(scope="module")
-def media_clip() -> Clip:
-    return clip()
+from tests.media_clip import Clip
 
 
 def test_configuration_has_exactly_the_configured_servers() -> None:

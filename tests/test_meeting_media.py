@@ -17,7 +17,7 @@ from server.rtc import client_ice_servers, ice_settings
 from server.signaling import SFU
 from tests.conftest import LiveServer, start_server
 from tests.media_clients import MeetingPeer, wait_for
-from tests.media_clip import Clip, clip
+from tests.media_clip import Clip
 from tests.sio_client import Client, invite, make_meeting
 from tests.test_media_errors import _client_offer, _many_sections, _unsupported_codecs
 
@@ -28,11 +28,6 @@ Joiner = Callable[..., Awaitable[MeetingPeer]]
 def settings(settings: Settings) -> Settings:
     # Everything on loopback: the server's candidates on 127.0.0.1 only.
     return replace(settings, rtc_addresses="127.0.0.1")
-
-
-@pytest.fixture(scope="module")
-def media_clip() -> Clip:
-    return clip()
 
 
 @pytest.fixture

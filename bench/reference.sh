@@ -1,0 +1,14 @@
+#!/bin/sh
+# The reference session of docs/bench.md ("Results"): every run, one after the other, server on
+# CPU 0 and the tool on CPU 1. Takes about 7 minutes; each run prints its table row and JSON line.
+# Usage: sh bench/reference.sh [extra options for every run]   (from the repository root)
+set -e
+B=".venv/bin/python -m bench"
+P="--seconds 10 --server-cpu 0 --tool-cpu 1 --json --no-progress $*"
+for m in 40 100; do for s in veche janus; do $B broadcast --server $s -m $m $P; done; done
+for n in 4 8; do for s in veche janus; do $B meeting --server $s -n $n $P; done; done
+for s in veche janus baseline; do $B broadcast --server $s -m 10 $P; done
+$B broadcast --server veche -m 80 $P
+$B broadcast --server veche -m 40 $P
+$B broadcast --server veche -m 100 $P
+$B sweep --server veche --start 40 --step 40 --max 160 $P
