@@ -334,17 +334,16 @@ def room_config(request: web.Request, invitation: Invitation) -> dict[str, Any]:
 
 
 async def join(request: web.Request) -> web.StreamResponse:
-    try:
-        invitation = await open_invitation(request, request.match_info["token"])
-    except PageError as error:
-        return error_page(request, error.problem)
-    if invitation.role is Role.VIEWER:
-        return watch_redirect(request, invitation)
-    context = {"meeting": invitation.meeting, "invitation": invitation}
-    return render(request, "join.html", context, config=room_config(request, invitation))
+    return await _invited_page(request, "join.html")
 
 
 async def room(request: web.Request) -> web.StreamResponse:
+    return await _invited_page(request, "room.html")
+
+
+async def _invited_page(request: web.Request, template: str) -> web.StreamResponse:
+    """A page opened with an invite link: viewers go to the viewer page, bad links get a page
+    that says why."""
     try:
         invitation = await open_invitation(request, request.match_info["token"])
     except PageError as error:
@@ -352,7 +351,7 @@ async def room(request: web.Request) -> web.StreamResponse:
     if invitation.role is Role.VIEWER:
         return watch_redirect(request, invitation)
     context = {"meeting": invitation.meeting, "invitation": invitation}
-    return render(request, "room.html", context, config=room_config(request, invitation))
+    return render(request, template, context, config=room_config(request, invitation))
 
 
 async def watch(request: web.Request) -> web.StreamResponse:
