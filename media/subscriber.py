@@ -72,7 +72,7 @@ class Subscription:
             forwarder.kind
         ):
             raise MediaError("too_many_tracks", f"at most {MAX_SUBSCRIBED_MEDIA} tracks")
-        preferences = _preferences(forwarder)
+        preferences = codec_preferences(forwarder)
         reused = self._reuse(forwarder.kind)
         if reused is None:
             transceiver = self.pc.addTransceiver(SilentTrack(forwarder.kind), direction="sendonly")
@@ -206,7 +206,7 @@ def stream_id(track_id: str) -> str:
     return token
 
 
-def _preferences(forwarder: Forwarder) -> list[Any]:
+def codec_preferences(forwarder: Forwarder) -> list[Any]:
     """The publisher's codec (and its RTX) from aiortc's capabilities: the subscriber gets
     exactly what the publisher sends."""
     codec = forwarder.codec

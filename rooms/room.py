@@ -148,6 +148,17 @@ class LiveRoom:
         seat = self._seat(visitor)
         return seat, [ev.ParticipantJoined(self.describe(seat))]
 
+    def seat_directly(self, visitor: Visitor) -> tuple[Participant, list[Event]]:
+        """Seat someone who publishes from outside the room's signaling (WHIP, with their
+        own invite): no lobby, as a roster member skips a lock; refused if they were removed
+        or the room is full."""
+        if visitor.identity is not None and visitor.identity in self._removed:
+            raise Forbidden("a moderator removed you from this meeting")
+        if len(self) >= self.limits.max_participants:
+            raise RoomError("full", "the room is full")
+        seat = self._seat(visitor)
+        return seat, [ev.ParticipantJoined(self.describe(seat))]
+
     def _must_wait(self, role: Role) -> bool:
         if not self.meeting.settings.lobby or role is Role.VIEWER:
             return False

@@ -17,6 +17,7 @@ from server.health import READY, setup_health
 from server.metrics import Metrics
 from server.pages import setup_pages
 from server.signaling import setup_signaling
+from server.whip import setup_whip
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ def create_app(settings: Settings) -> web.Application:
     setup_health(app)
     setup_api(app)
     setup_signaling(app)
+    setup_whip(app)
     setup_pages(app)
     app.cleanup_ctx.append(_readiness)
     return app

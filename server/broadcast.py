@@ -134,6 +134,9 @@ class RoomBroadcast(socketio.AsyncNamespace):  # type: ignore[misc]
         conn.seat_id = seat_id
         conn.entry_id = None
         live.sids[seat_id] = sid
+        await self._open_stay(live, seat_id)
+
+    async def _open_stay(self, live: LiveMeeting, seat_id: str) -> None:
         seat = live.room.participant(seat_id)
         v = seat.visitor
         live.stays[seat_id] = await self._store().record_join(
@@ -157,6 +160,7 @@ class RoomBroadcast(socketio.AsyncNamespace):  # type: ignore[misc]
                 case ev.ParticipantUpdated(participant=data):
                     await self.emit("participant_updated", data, room=room)
                 case ev.ParticipantLeft(id=seat_id, reason=reason):
+                    live.outside.discard(seat_id)
                     await self._unbind(live, seat_id)
                     if live.stage is not None:
                         self._spawn(live.stage.leave(seat_id))

@@ -22,6 +22,7 @@ STATUS = {
     "too_large": 413,
     "unsupported_media_type": 415,
     "conflict": 409,
+    "full": 409,
     "rate_limited": 429,
 }
 

@@ -40,6 +40,8 @@ class LiveMeeting:
     stays: dict[str, int] = field(default_factory=dict)  # seat id -> attendance row
     timers: dict[str, asyncio.Task[None]] = field(default_factory=dict)  # seat id -> grace
     stage: Stage | None = None  # the media side, from the first seat on
+    # Seats with no socket.io connection: WHIP publishers (server/whip.py).
+    outside: set[str] = field(default_factory=set)
 
     @property
     def room_name(self) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 from media.sfu import Sfu
 from rooms.errors import Invalid, RoomError
 from rooms.events import Event
-from rooms.meeting import now
+from rooms.meeting import Meeting, now
 from rooms.participant import Participant, Visitor
 from rooms.roles import parse_role
 from rooms.room import LiveRoom, RoomLimits
@@ -31,6 +31,7 @@ from server.payloads import (
     payload_object,
     required_ident,
 )
+from server.stage import Stage
 from server.visitors import at_the_door
 
 log = logging.getLogger(__name__)
@@ -219,6 +220,11 @@ class MeetingNamespace(RoomBroadcast):
             seat = None
         if seat is None and personal and visitor.identity is not None:
             seat = live.room.seat_of(visitor.identity)
+            if seat is not None and seat.id in live.outside:
+                raise RoomError(
+                    "already_joined",
+                    "you are in this meeting through a WHIP publisher (e.g. OBS); stop it first",
+                )
             if seat is not None and seat.id in live.sids:
                 raise RoomError(
                     "already_joined",
@@ -428,6 +434,55 @@ class MeetingNamespace(RoomBroadcast):
     async def _mute(self, sid: str, conn: Connection, p: dict[str, Any]) -> dict[str, Any]:
         target = required_ident(p)
         return await self._in_room(conn, lambda room, me: room.mute(me, target))
+
+    # seats without a socket.io connection (server/whip.py)
+
+    async def seat_outside(self, meeting: Meeting, visitor: Visitor) -> tuple[LiveMeeting, str]:
+        """Seat a roster member who publishes over WHIP: no lobby and no connection; `conflict`
+        while that person is in the room or its lobby already."""
+        while True:
+            live = self._meetings.get(meeting.id)
+            if live is None:
+                live = self._meetings[meeting.id] = LiveMeeting(LiveRoom(meeting, self._limits))
+            try:
+                async with live.lock:
+                    if self._meetings.setdefault(meeting.id, live) is not live:
+                        continue
+                    live.room.meeting = meeting
+                    identity = visitor.identity
+                    if identity is not None and (
+                        live.room.seat_of(identity) or live.room.waiting_of(identity)
+                    ):
+                        raise RoomError(
+                            "conflict",
+                            f"{visitor.name} is already in this meeting; leave it first",
+                        )
+                    seat, events = live.room.seat_directly(visitor)
+                    live.outside.add(seat.id)
+                    await self._open_stay(live, seat.id)
+                    await self._apply(live, events, [])
+                    return live, seat.id
+            finally:
+                self._forget_if_empty(live)
+
+    async def change_outside(
+        self, live: LiveMeeting, seat_id: str, change: Callable[[LiveRoom, str], list[Event]]
+    ) -> None:
+        """Make a change for a seat without a connection (its presence, its leaving)."""
+        try:
+            async with live.lock:
+                gone = self._meetings.get(live.room.meeting.id) is not live
+                if gone or seat_id not in live.outside:
+                    return
+                await self._apply(live, change(live.room, seat_id), [])
+        finally:
+            self._forget_if_empty(live)
+
+    def stage_of(self, live: LiveMeeting) -> Stage:
+        return self._stage(live)
+
+    def live_meeting(self, meeting_id: str) -> LiveMeeting | None:
+        return self._meetings.get(meeting_id)
 
     async def media_tick(self, links: bool, seconds: float) -> None:
         """The media clock (server/signaling.py): speaking, and weak links every second."""

@@ -102,6 +102,10 @@ class Stage:
     def tracks(self) -> list[dict[str, Any]]:
         return [t.as_dict() for t in self._tracks.values()]
 
+    def publication(self, seat_id: str) -> Publication | None:
+        """The seat's publish connection, if any (server/whip.py watches its state)."""
+        return self._publications.get(seat_id)
+
     # publishing
 
     async def publish(

@@ -245,7 +245,96 @@ PATHS: dict[str, Schema] = {
 }
 
 
+_SDP = {"application/sdp": {"schema": {"type": "string", "maxLength": 65536}}}
+_WEBRTC_ERRORS = {
+    "400": "the SDP is refused (bad_sdp, unsupported_codec, too_many_media, ...)",
+    "401": "no token, or a bad, expired or other meeting's token",
+    "403": "the token's role may not publish (WHIP), or it is not a personal invite",
+    "404": "no such meeting",
+    "409": "that person is already in the room (WHIP)",
+    "413": "the offer is larger than 64 KiB",
+    "415": "the body is not application/sdp",
+}
+_CREATED = {
+    "description": "the SDP answer, with the server's candidates",
+    "headers": {
+        "Location": {"schema": _TEXT, "description": "the session; DELETE it to end"},
+        "ETag": {"schema": _TEXT},
+        "Link": {"schema": _TEXT, "description": 'ICE servers, rel="ice-server" (RFC 9725)'},
+    },
+    "content": {"application/sdp": {"schema": _TEXT}},
+}
+_SESSION = {"name": "session", "in": "path", "required": True, "schema": _TEXT}
+_MEETING = {"name": "meeting", "in": "path", "required": True, "schema": _TEXT}
+
+
+def _webrtc(summary: str, codes: tuple[str, ...]) -> Schema:
+    return {
+        "summary": summary,
+        "security": [{"meetingToken": []}],
+        "requestBody": {"required": True, "content": _SDP},
+        "responses": {
+            "201": _CREATED,
+            **{c: _json("Error", _WEBRTC_ERRORS[c]) for c in codes},
+        },
+    }
+
+
+def _end_session(summary: str) -> Schema:
+    return {
+        "summary": summary,
+        "security": [{"meetingToken": []}, {}],
+        "responses": {
+            "204": {"description": "ended"},
+            "401": _json("Error", "a bad token"),
+            "404": _json("Error", "no such session, or another's"),
+        },
+    }
+
+
+# WHIP and WHEP (docs/whip-whep.md): OPTIONS answers CORS preflights with the ICE servers in
+# Link headers; PATCH (trickle, ICE restart) answers 405.
+WEBRTC_PATHS: dict[str, Schema] = {
+    "/whip/{meeting}": {
+        "parameters": [_MEETING],
+        "post": _webrtc(
+            "Publish into the room as the token's roster entry (WHIP, RFC 9725)",
+            ("400", "401", "403", "404", "409", "413", "415"),
+        ),
+    },
+    "/whip/{meeting}/{session}": {
+        "parameters": [_MEETING, _SESSION],
+        "delete": _end_session("Stop publishing; the seat leaves the room"),
+    },
+    "/whep/{meeting}": {
+        "parameters": [_MEETING],
+        "post": _webrtc(
+            "Watch the room (WHEP): a recvonly offer; no token for a public meeting",
+            ("400", "401", "404", "413", "415"),
+        ),
+    },
+    "/whep/{meeting}/{session}": {
+        "parameters": [_MEETING, _SESSION],
+        "delete": _end_session("Stop watching"),
+    },
+}
+MEETING_TOKEN: Schema = {
+    "type": "http",
+    "scheme": "bearer",
+    "bearerFormat": "JWT",
+    "description": "an invite or guest token of the meeting (WHIP: a roster entry that publishes)",
+}
+
+
 def document(server_url: str) -> Schema:
+    """The document: the REST API under /api, and WHIP and WHEP."""
+    doc = _api_document(server_url)
+    doc["paths"] = {**PATHS, **WEBRTC_PATHS}
+    doc["components"]["securitySchemes"]["meetingToken"] = MEETING_TOKEN
+    return doc
+
+
+def _api_document(server_url: str) -> Schema:
     return {
         "openapi": "3.1.0",
         "info": {
