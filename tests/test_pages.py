@@ -200,10 +200,14 @@ async def test_viewer_links_go_to_the_watch_page(live_server: LiveServer) -> Non
         assert response.headers["Location"] == f"/watch/{meeting.id}?token={viewer}"
     status, html, _ = await get(live_server.url + f"/watch/{meeting.id}?token={viewer}&lang=ru")
     assert status == 200 and "Трансляция появится здесь" in html and "Чат" in html
-    # The viewer page receives media (the same scripts) but has nothing to publish with.
+    # The viewer page receives media (the same scripts) but has nothing to publish with: the
+    # controls wait in a template until a moderator gives the viewer the floor.
     assert "Только звук" in html and "/static/media.js" in html and "/static/tiles.js" in html
+    speak = re.search(r'<template id="speak-controls">(.*?)</template>', html, re.S)
+    assert speak and "Вам дали слово" in speak[1]
+    outside = html.replace(speak[0], "")
     for control in ("mic-toggle", "camera-toggle", "screen-toggle", "devices-toggle"):
-        assert f'id="{control}"' not in html
+        assert f'id="{control}"' in speak[1] and f'id="{control}"' not in outside
 
 
 async def test_room_page_in_both_languages(live_server: LiveServer) -> None:

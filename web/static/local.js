@@ -1,6 +1,6 @@
-// What the room page sends and how it connects its media: the camera, microphone and screen
-// (capture, mute, device choice, screen share) and the two peer connections of media.js, built
-// after each `joined` and rebuilt when one breaks.
+// What the room page (and a viewer given the floor) sends and how it connects its media: the
+// camera, microphone and screen (capture, mute, device choice, screen share) and the two peer
+// connections of media.js, built after each `joined` and rebuilt when one breaks.
 "use strict";
 
 const VecheLocal = (() => {
@@ -162,10 +162,11 @@ const VecheLocal = (() => {
 
     // After `joined` (the first time or after a reconnect, when the server has dropped the old
     // connections): a fresh publish offer with what is on; the server sends subscribe_offers.
+    // A viewer has no publish connection until given the floor.
     async function connectMedia() {
       closeConnections();
       state.subscriber = newSubscriber();
-      if (!config.watch) await startPublisher();
+      await startPublisher();
     }
 
     async function startPublisher() {
@@ -185,8 +186,8 @@ const VecheLocal = (() => {
 
     // A new role may publish more or less: what it may not is stopped, and the rest goes out
     // on a new publish connection (the server closed or keeps the old one; unpublish is sure).
+    // A viewer given the floor gets an empty one: the camera and microphone start on a click.
     async function republish() {
-      if (config.watch) return;
       if (state.publisher) state.publisher.close();
       state.publisher = null;
       if (!can("publish_audio") && state.local.audio) {

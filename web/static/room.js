@@ -208,8 +208,9 @@
   function renderTiles(people) {
     const received = state.tracks.filter((info) => state.media.has(info.id));
     if (config.watch) {
-      $("broadcast").hidden = received.length > 0;
-      $("tiles").hidden = received.length === 0;
+      const shown = received.length > 0 || state.on.camera || Boolean(state.local.screen);
+      $("broadcast").hidden = shown;
+      $("tiles").hidden = !shown;
     }
     stage.update({
       people,
@@ -251,7 +252,23 @@
     if (!state.lobby.length) list.appendChild(el("li", "muted", t("Nobody is waiting.")));
   }
 
+  // A viewer given the floor gets the room page's publish controls, with a notice; taken
+  // back, the controls go (republish() has stopped the camera and microphone by then).
+  function placeSpeakControls() {
+    const template = $("speak-controls");
+    if (!template) return;
+    const may = can("publish_audio") || can("publish_video");
+    const placed = document.querySelector(".controls .speak-controls");
+    if (may && !placed) {
+      template.after(template.content.firstElementChild.cloneNode(true));
+      bindMediaControls();
+    } else if (!may && placed) {
+      placed.remove();
+    }
+  }
+
   function renderControls() {
+    placeSpeakControls();
     const self = state.self;
     const raised = Boolean(self && state.hands.includes(self.id));
     const hand = $("hand-toggle");
@@ -312,9 +329,19 @@
     if (atBottom || item.classList.contains("mine")) log.scrollTop = log.scrollHeight;
   }
 
-  for (const [id, name] of [["mic-toggle", "mic"], ["camera-toggle", "camera"], ["screen-toggle", "screen"], ["hand-toggle", "hand"]]) {
-    if ($(id)) $(id).prepend(icon(name));
+  $("hand-toggle").prepend(icon("hand"));
+
+  // The microphone, camera, screen and device controls, wherever they are in the page now.
+  function bindMediaControls() {
+    for (const [id, name] of [["mic-toggle", "mic"], ["camera-toggle", "camera"], ["screen-toggle", "screen"]]) {
+      if ($(id)) $(id).prepend(icon(name));
+    }
+    if ($("mic-toggle")) $("mic-toggle").addEventListener("click", () => setMic(!state.on.mic));
+    if ($("camera-toggle")) $("camera-toggle").addEventListener("click", () => setCamera(!state.on.camera));
+    if ($("screen-toggle")) $("screen-toggle").addEventListener("click", () => (state.on.screen ? stopScreen() : startScreen()));
+    if ($("devices-toggle")) VecheDevices.menu($("devices-toggle"), $("devices-menu"), () => state.local, local.switchDevice);
   }
+  bindMediaControls();
 
   // --- signaling ---
 
@@ -495,10 +522,6 @@
   $("hand-toggle").addEventListener("click", () => {
     emit("hand", { raised: !state.hands.includes(state.self.id) });
   });
-  if ($("mic-toggle")) $("mic-toggle").addEventListener("click", () => setMic(!state.on.mic));
-  if ($("camera-toggle")) $("camera-toggle").addEventListener("click", () => setCamera(!state.on.camera));
-  if ($("screen-toggle")) $("screen-toggle").addEventListener("click", () => (state.on.screen ? stopScreen() : startScreen()));
-  if ($("devices-toggle")) VecheDevices.menu($("devices-toggle"), $("devices-menu"), () => state.local, local.switchDevice);
   $("audio-only-toggle").addEventListener("click", () => {
     state.audioOnly = !state.audioOnly;
     emit("audio_only", { on: state.audioOnly });
