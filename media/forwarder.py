@@ -1,15 +1,16 @@
 """One published track fanned out to its subscribers as rewritten RTP, never decoded.
 
-The publisher's receiver hands each packet (RTX already unwrapped) to `Forwarder.on_packet`;
-each `Feed` (the track as one subscriber gets it) rewrites SSRC, sequence number, timestamp,
-payload type and header extensions, SRTP-protects the bytes and sends them straight to the
-subscriber's socket. Feeds keep a history to answer NACKs and fill their sender reports.
+The publisher's receiver hands each packet (RTX already unwrapped) to `Forwarder.on_packet`,
+which hands it once to media._fanout (C): for each `Feed` (the track as one subscriber gets it)
+that rewrites SSRC, sequence number, timestamp, payload type and header extensions,
+SRTP-protects the bytes and sends them straight to the subscriber's socket. A Feed is a
+`_fanout.Wire` (its wire state, read and set from here) plus the control side in Python.
+Feeds keep a history to answer NACKs and fill their sender reports.
 """
 
 import asyncio
 import logging
 import random
-import struct
 import time
 from typing import Any, NamedTuple
 
@@ -29,16 +30,12 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 
-from media import hooks, rtp
+from media import _fanout, hooks, rtp
 from media.keyframes import KeyframeRequests
 
 logger = logging.getLogger(__name__)
 
-HISTORY_SIZE = 512  # packets kept per video feed for NACKs (~2-4 s at 1 Mbit/s)
-_HISTORY_MASK = HISTORY_SIZE - 1
-# After a (re)start, packets older than the start point are dropped for this many packets.
-_START_GUARD = 512
-_LEVEL_OCTETS = tuple(bytes([i]) for i in range(256))
+HISTORY_SIZE = _fanout.HISTORY_SIZE  # packets kept per video feed for NACKs (~2-4 s at 1 Mbit/s)
 _NTP_EPOCH = 2208988800
 
 
@@ -102,8 +99,9 @@ class Forwarder:
             if self.media_ssrc is not None:
                 self._source_changed()
             self.media_ssrc = packet.ssrc
+        payload = packet.payload
         self.packets += 1
-        self.octets += len(packet.payload)
+        self.octets += len(payload)
         if self.muted:
             return
         level = None if self._video else packet.extensions.audio_level
@@ -114,14 +112,25 @@ class Forwarder:
         if not feeds:
             return
         now = time.time()
-        value: bytes | None
+        # The one extension value every feed carries (-1: none), computed once for all of them.
         if self._video:
             # abs-send-time: seconds in 6.18 fixed point, 24 bits (NTP epoch is a multiple of 64 s).
-            value = struct.pack("!I", int(now * 262144) & 0xFFFFFF)[1:]
-        else:
-            value = None if level is None else _LEVEL_OCTETS[(level[0] << 7) | level[1]]
-        for feed in feeds:
-            feed.send(packet, value, now)
+            value = int(now * 262144) & 0xFFFFFF
+        else:  # the RFC 6464 octet: voice activity bit, then the level
+            value = -1 if level is None else (level[0] << 7) | level[1]
+        # Rewrite, protect and send to every feed in one call (media/_fanout.c); the keyframe
+        # detector runs only if a feed waits for a keyframe.
+        _fanout.fanout(
+            feeds,
+            payload,
+            packet.sequence_number,
+            packet.timestamp,
+            packet.marker,
+            packet.padding_size,
+            value,
+            self.is_keyframe_start,
+            now,
+        )
 
     def _on_sender_report(self, packet: RtcpSrPacket) -> None:
         if packet.ssrc == self.media_ssrc:
@@ -157,9 +166,11 @@ class Forwarder:
             for feed in self.feeds:  # re-based at the next packet: no sequence gap
                 feed.restart()
 
-    def request_keyframe(self) -> None:
+    def request_keyframe(self, starting: bool = False) -> None:
+        """Ask the publisher for a keyframe; `starting`: for a feed with no picture yet, which
+        waits for it (throttled less than requests for loss recovery: media/keyframes.py)."""
         if self._video and not self.closed:
-            self.keyframes.request()
+            self.keyframes.request(starting)
 
     def _send_pli(self) -> bool:
         if self.media_ssrc is None:
@@ -184,40 +195,26 @@ class Forwarder:
         self.feeds = []
 
 
-class Feed:
-    """One forwarded track as one subscriber receives it, over that subscriber's sender."""
+class Feed(_fanout.Wire):
+    """One forwarded track as one subscriber receives it, over that subscriber's sender.
+
+    The wire state (ssrc, payload_type, next_seq, rtx_seq, ts_offset, last_ts, last_time,
+    packets, octets, retransmitted, ready, paused, waiting, ...) lives in the `_fanout.Wire`
+    base, where `_fanout.fanout` reads and updates it for every packet.
+    """
 
     __slots__ = (
         "_dtls",
-        "_guard",
-        "_rebase_ts",
-        "_start_seq",
+        "_socket",
         "closed",
         "ext",
         "forwarder",
-        "history",
-        "last_time",
-        "last_ts",
         "loss",
-        "next_seq",
-        "octets",
-        "packets",
-        "paused",
-        "payload_type",
-        "ready",
         "remb",
         "reports",
-        "retransmitted",
         "rtcp_received",
         "rtx_payload_type",
-        "rtx_seq",
-        "rtx_ssrc",
         "sender",
-        "seq_offset",
-        "socket",
-        "ssrc",
-        "ts_offset",
-        "waiting",
     )
 
     def __init__(self, forwarder: Forwarder, sender: RTCRtpSender) -> None:
@@ -233,87 +230,40 @@ class Feed:
         self.ext = rtp.Extensions(0, "", 0, 0)
         self.next_seq = random.randrange(0x8000)  # low half: no early wrap (SRTP ROC)
         self.rtx_seq = random.randrange(0x8000)
-        self.seq_offset = 0
         self.ts_offset = random.randrange(1 << 32)
-        self._start_seq = 0
-        self._guard = 0
-        self._rebase_ts = False
-        self.history: list[bytes | None] | None = None
-        self.socket: hooks.Socket | None = None
-        self._dtls: RTCDtlsTransport | None = None
-        self.packets = 0
-        self.octets = 0
         self.last_ts = self.ts_offset
-        self.last_time = 0.0
+        # After a new source, continue one frame (at 50 per second) after the last timestamp.
+        self.rebase_step = forwarder.clock_rate // 50
+        self._socket: hooks.Socket | None = None
+        self._dtls: RTCDtlsTransport | None = None
         self.remb: int | None = None
         self.loss: float | None = None  # the worst fraction lost reported since take_loss()
-        self.retransmitted = 0
         self.rtcp_received = 0
         self.reports = 0
         hooks.on_sender_start(sender, self._started)
         hooks.intercept_sender_rtcp(sender, self._on_rtcp)
         hooks.rewrite_sender_reports(sender, self._fill_report)
 
-    # --- the per-packet path -------------------------------------------------------------
+    # --- the socket the packets go to -------------------------------------------------------
 
-    def send(self, packet: RtpPacket, value: bytes | None, now: float) -> None:
-        if not self.ready or self.paused:
-            return
-        in_seq = packet.sequence_number
-        if self.waiting:
-            if not self.forwarder.is_keyframe_start(packet.payload):
-                return
-            self.waiting = False
-            self.seq_offset = (self.next_seq - in_seq) & 0xFFFF
-            if self._rebase_ts:
-                # A new source: continue from the last timestamp sent, one frame later.
-                self._rebase_ts = False
-                self.ts_offset = (
-                    self.last_ts + self.forwarder.clock_rate // 50 - packet.timestamp
-                ) & 0xFFFFFFFF
-            self._start_seq = in_seq
-            self._guard = _START_GUARD
-        elif self._guard:
-            self._guard -= 1
-            if (in_seq - self._start_seq) & 0x8000:
-                return  # reordered from before this feed's start
-        seq = (in_seq + self.seq_offset) & 0xFFFF
-        if not (seq - self.next_seq) & 0x8000:
-            self.next_seq = (seq + 1) & 0xFFFF
-        ts = (packet.timestamp + self.ts_offset) & 0xFFFFFFFF
-        payload = packet.payload
-        first = 0x80
-        if packet.padding_size:  # rare: keep the publisher's padding (bandwidth probes)
-            first |= rtp.PADDING
-            payload = payload + rtp.padding(packet.padding_size)
-        second = (packet.marker << 7) | self.payload_type
-        ext = self.ext
-        if value is not None and ext.value_size:
-            header = rtp.HEADER.pack(first | rtp.EXTENSION, second, seq, ts, self.ssrc)
-            data = b"".join((header, ext.head, value, ext.tail, payload))
-        elif ext.plain:
-            header = rtp.HEADER.pack(first | rtp.EXTENSION, second, seq, ts, self.ssrc)
-            data = b"".join((header, ext.plain, payload))
+    @property
+    def socket(self) -> hooks.Socket | None:
+        """The subscriber's SRTP session and UDP socket (None: nothing is sent, not yet or
+        no more; set None when the connection fails)."""
+        return self._socket
+
+    @socket.setter
+    def socket(self, socket: hooks.Socket | None) -> None:
+        self._socket = socket
+        if socket is None:
+            self.drop_socket()
         else:
-            data = rtp.HEADER.pack(first, second, seq, ts, self.ssrc) + payload
-        if self.history is not None:
-            self.history[seq & _HISTORY_MASK] = data
-        self.packets += 1
-        self.octets += len(packet.payload)
-        self.last_ts = ts
-        self.last_time = now
-        sock = self.socket or self._connect()
-        if sock is not None:
-            try:
-                sock.sendto(sock.protect(data), sock.addr)
-            except Exception as exc:  # a closing socket must not stop the other feeds
-                logger.debug("feed send failed: %s", exc)
-                self.socket = None
+            self.use_socket(*socket)
 
     def _connect(self) -> hooks.Socket | None:
-        if self._dtls is not None:
-            self.socket = hooks.direct_socket(self._dtls)
-        return self.socket
+        """Look for the socket; _fanout calls this for a ready feed that has none."""
+        self.socket = None if self._dtls is None else hooks.direct_socket(self._dtls)
+        return self._socket
 
     # --- control --------------------------------------------------------------------------
 
@@ -340,11 +290,14 @@ class Feed:
                 3,
             )
             nack = any(fb.type == "nack" and not fb.parameter for fb in codecs[0].rtcpFeedback)
-            self.history = [None] * HISTORY_SIZE if nack else None
+            self.keep_history(nack)
         else:
             self.ext = rtp.Extensions(
                 ids.get(rtp.MID_URI, 0), parameters.muxId or "", ids.get(rtp.AUDIO_LEVEL_URI, 0), 1
             )
+            self.keep_history(False)
+        ext = self.ext
+        self.set_extensions(ext.head, ext.tail, ext.plain, ext.value_size)
         self._dtls = self.sender.transport
         self.socket = None
         if not self.ready:
@@ -355,10 +308,10 @@ class Feed:
         """Start again at the next keyframe (a new subscriber or a resume) and ask for one."""
         # Audio starts on any packet; either way sequence numbers are re-based to stay contiguous.
         self.waiting = True
-        self.forwarder.request_keyframe()
+        self.forwarder.request_keyframe(starting=True)
 
     def new_source(self) -> None:
-        self._rebase_ts = self.packets > 0
+        self.rebase_ts = self.packets > 0
         if self.ready and not self.paused:
             self.restart()
         else:
@@ -376,6 +329,7 @@ class Feed:
         self.closed = True
         self.ready = False
         self.socket = None
+        self.keep_history(False)  # its packets are no longer needed
         self.forwarder.detach(self)
 
     def continue_from(self, previous: "Feed") -> None:
@@ -418,22 +372,8 @@ class Feed:
         return loss
 
     def _retransmit(self, seq: int) -> None:
-        history = self.history
-        if history is None:
-            return
-        data = history[seq & _HISTORY_MASK]
-        if data is None or ((data[2] << 8) | data[3]) != seq:
-            return
-        if self.rtx_payload_type is not None:
-            data = rtp.wrap_rtx(data, self.rtx_payload_type, self.rtx_seq, self.rtx_ssrc)
-            self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
-        sock = self.socket or self._connect()
-        if sock is not None:
-            try:
-                sock.sendto(sock.protect(data), sock.addr)
-                self.retransmitted += 1
-            except Exception as exc:
-                logger.debug("feed retransmit failed: %s", exc)
+        rtx = self.rtx_payload_type
+        self.retransmit(seq, -1 if rtx is None else rtx)
 
     def _fill_report(self, report: RtcpSrPacket) -> None:
         if self.closed or report.ssrc != self.ssrc:

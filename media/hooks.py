@@ -52,8 +52,8 @@ SENDER_SEND_KEYFRAME = "_send_keyframe"
 TRANSCEIVER_CODECS = "_codecs"
 # RTCDtlsTransport: the outbound SRTP session (pylibsrtp.Session), set once DTLS is connected.
 DTLS_TX_SRTP = "_tx_srtp"
-# pylibsrtp.Session: its srtp_t, and the cffi binding, to protect into a per-feed buffer without
-# pylibsrtp's per-call checks and allocations.
+# pylibsrtp.Session: its srtp_t, and the cffi binding's srtp_protect, for media._fanout to
+# protect in C without pylibsrtp's per-call checks and allocations.
 SRTP_SESSION = "_srtp"
 SRTP_BINDING = "pylibsrtp._binding"
 # RTCIceTransport / RTCIceGatherer: the aioice Connection.
@@ -225,11 +225,14 @@ def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[Any]:
 
 
 class Socket(NamedTuple):
-    """Where a connection's SRTP packets go: protect, then sendto(addr)."""
+    """Where a connection's SRTP packets go (media._fanout.Wire.use_socket's arguments)."""
 
-    protect: Callable[[bytes], bytes]
-    sendto: Callable[[bytes, Any], None]
+    session: pylibsrtp.Session  # keeps the libsrtp context alive
+    srtp: int  # address of its srtp_t
+    protect: int  # address of libsrtp's srtp_protect
+    sock: Any  # the UDP socket (its fileno()), or None: a transport without one (a TURN relay)
     addr: Any
+    sendto: Callable[[bytes, Any], None]
 
 
 def direct_socket(dtls: RTCDtlsTransport) -> Socket | None:
@@ -246,40 +249,30 @@ def direct_socket(dtls: RTCDtlsTransport) -> Socket | None:
     if srtp is None or pair is None:
         return None
     transport = _require(_require(pair, "protocol"), "transport")
-    return Socket(fast_protect(srtp), transport.sendto, _require(pair, "remote_addr"))
+    if transport is None or transport.is_closing():
+        return None
+    context, protect = srtp_pointers(srtp)
+    return Socket(
+        srtp,
+        context,
+        protect,
+        transport.get_extra_info("socket"),
+        _require(pair, "remote_addr"),
+        transport.sendto,
+    )
 
 
-_SRTP_BUFFER = 1600
-_SRTP_ROOM = 64  # authentication tag and MKI
-
-
-def fast_protect(session: pylibsrtp.Session) -> Callable[[bytes], bytes]:
-    """`session.protect`, through libsrtp directly into a buffer of the caller's own."""
-    srtp = _require(session, SRTP_SESSION)[0]
+def srtp_pointers(session: pylibsrtp.Session) -> tuple[int, int]:
+    """The addresses of a session's libsrtp context and of libsrtp's srtp_protect (from
+    pylibsrtp's own cffi binding), for media._fanout to protect in C."""
+    context = _require(session, SRTP_SESSION)[0]
     try:
         binding = importlib.import_module(SRTP_BINDING)
-        ffi, srtp_protect = binding.ffi, binding.lib.srtp_protect
+        ffi, lib = binding.ffi, binding.lib
+        protect = ffi.addressof(lib, "srtp_protect")
     except (ImportError, AttributeError) as exc:
         raise HookError(SRTP_BINDING, str(exc)) from None
-    cdata = ffi.new("char[]", _SRTP_BUFFER)
-    buffer = ffi.buffer(cdata)
-    length = ffi.new("int *")
-    limit = _SRTP_BUFFER - _SRTP_ROOM
-
-    def protect(data: bytes, _session: pylibsrtp.Session = session) -> bytes:
-        # _session keeps the libsrtp context alive as long as this function.
-        size = len(data)
-        if size > limit:
-            raise ValueError("packet is too long")
-        buffer[0:size] = data
-        length[0] = size
-        status = srtp_protect(srtp, cdata, length)
-        if status:
-            raise pylibsrtp.Error(f"srtp_protect failed with status {status}")
-        protected: bytes = buffer[0 : length[0]]  # cffi slices are bytes
-        return protected
-
-    return protect
+    return int(ffi.cast("uintptr_t", context)), int(ffi.cast("uintptr_t", protect))
 
 
 def restrict_host_addresses(

@@ -106,6 +106,31 @@ async def test_keyframe_requests_are_throttled_not_lost() -> None:
     requests.close()
 
 
+async def test_starting_subscribers_get_keyframes_sooner_than_loss_recovery() -> None:
+    sent: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    def send() -> bool:
+        sent.append(loop.time())
+        return True
+
+    requests = KeyframeRequests(send, interval=0.6, join_interval=0.15)
+    requests.request()  # loss: sent at once
+    requests.request()  # loss again: waits for the full interval
+    await asyncio.sleep(0.05)
+    requests.request(starting=True)  # a joiner moves the waiting request forward
+    await asyncio.sleep(0.2)
+    assert len(sent) == 2
+    assert 0.14 <= sent[1] - sent[0] < 0.3, "a joiner waits the join interval, not the full one"
+    requests.request()  # loss right after: still at most one per full interval
+    await asyncio.sleep(0.3)
+    assert len(sent) == 2
+    await asyncio.sleep(0.4)
+    assert len(sent) == 3
+    assert sent[2] - sent[1] >= 0.59
+    requests.close()
+
+
 async def test_keyframe_request_waits_for_a_publisher_packet() -> None:
     ready = False
     sent = 0
