@@ -57,6 +57,12 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("-m", "--viewers", type=int, default=10)
     m = sub.add_parser("meeting", parents=[common], help="N participants, all see all")
     m.add_argument("-n", "--participants", type=int, default=4)
+    m.add_argument(
+        "--record",
+        action="store_true",
+        help="record the meeting during the window (Veche): the recording process's CPU "
+        "and the time from the stop to a playable MP4 are reported",
+    )
     s = sub.add_parser("sweep", parents=[common], help="raise M until a broadcast breaks")
     s.add_argument("--start", type=int, default=10)
     s.add_argument("--step", type=int, default=10)
@@ -137,7 +143,7 @@ def plans(args: argparse.Namespace) -> list[Plan]:
         return [Plan("broadcast", 1, args.viewers, **window)]
     if args.scenario == "meeting":
         n = args.participants
-        return [Plan("meeting", n, n - 1, **window)]
+        return [Plan("meeting", n, n - 1, record=args.record, **window)]
     return [Plan("broadcast", 1, m, **window) for m in range(args.start, args.max + 1, args.step)]
 
 

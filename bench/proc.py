@@ -14,6 +14,7 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 class Usage:
     cpu_seconds: float  # utime + stime of every process in the tree, all threads
     rss_bytes: int
+    root_cpu_seconds: float = 0.0  # the root process alone (without its children)
 
 
 def _stat(pid: int) -> tuple[int, float] | None:
@@ -44,16 +45,18 @@ def tree(root: int) -> list[int]:
 
 
 def usage(root: int) -> Usage:
-    cpu = 0.0
+    cpu = root_cpu = 0.0
     rss = 0
     for pid in tree(root):
         stat = _stat(pid)
         if stat is None:
             continue
         cpu += stat[1]
+        if pid == root:
+            root_cpu = stat[1]
         with contextlib.suppress(FileNotFoundError, ProcessLookupError):
             rss += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
-    return Usage(cpu, rss)
+    return Usage(cpu, rss, root_cpu)
 
 
 def own_cpu() -> float:

@@ -8,6 +8,7 @@ import asyncio
 import gc
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bench import proc
@@ -34,6 +35,7 @@ class Plan:
     settle: float = 2.0
     join_timeout: float = 15.0
     join_parallel: int = 8
+    record: bool = False  # a Veche meeting recorded during the window
 
     def load_watches(self, probe: bool) -> list[tuple[int, int]]:
         """The watches the main process makes: with a source process, each publisher's first
@@ -120,6 +122,12 @@ async def measure(
                 leaves.append(leave)
             await asyncio.sleep(0.5)  # let the server see the first packets before viewers ask
 
+        if plan.record:
+            if not isinstance(target, VecheTarget):
+                raise ValueError("--record: only a Veche server records")
+            progress.show("starting the recording")
+            await target.start_recording()
+
         gate = asyncio.Semaphore(plan.join_parallel)
         watches = [] if together else plan.load_watches(probe)
 
@@ -149,10 +157,17 @@ async def measure(
         gc.collect()
         gc.freeze()
         expected = plan.publishers if together else len(plan.watches())
-        return await _window(
-            plan, clip, source, viewers, server_pid, idle, progress, notes, expected
+        counter = target.forwarded_mark if isinstance(target, VecheTarget) else None
+        result = await _window(
+            plan, clip, source, viewers, server_pid, idle, progress, notes, expected, counter
         )
+        if plan.record and isinstance(target, VecheTarget):
+            progress.show("stopping the recording, waiting for the playback MP4")
+            result.recording_ready_s = await target.stop_recording()
+        return result
     finally:
+        if plan.record and isinstance(target, VecheTarget):
+            await target.abandon_recording()
         gc.unfreeze()
         progress.show("leaving")
         await asyncio.gather(*(leave() for leave in leaves), return_exceptions=True)
@@ -173,6 +188,7 @@ async def _window(
     progress: Progress,
     notes: list[str],
     expected_viewers: int,
+    counter: Callable[[], Awaitable[tuple[float, float]]] | None = None,
 ) -> Result:
     for v in viewers:
         v.delays.clear()
@@ -181,6 +197,7 @@ async def _window(
     watcher = asyncio.create_task(_watch_lag(lags))
     if source is not None:
         await source.window()
+    mark0 = await counter() if counter is not None else None
     before = [(v.snapshot("video"), v.snapshot("audio")) for v in viewers]
     server0 = proc.usage(server_pid) if server_pid else None
     tool0 = proc.own_cpu()
@@ -202,6 +219,7 @@ async def _window(
     tool_cpu = (proc.own_cpu() - tool0) / wall * 100
     server1 = proc.usage(server_pid) if server_pid else None
     after = [(v.snapshot("video"), v.snapshot("audio")) for v in viewers]
+    mark1 = await counter() if counter is not None else None
     watcher.cancel()
     report = await source.report() if source is not None else None
     if report is not None:
@@ -233,10 +251,18 @@ async def _window(
         rates.append((v1.frames - v0.frames) / wall / max(1, v1.streams))
     packets = video_packets + audio_packets
     probes = report.probes if report else 0
-    cpu_us = cpu_percent = rss_mb = None
+    cpu_us = cpu_percent = rss_mb = recording_cpu = None
+    server_pps = forwarding_us = None
+    if mark0 is not None and mark1 is not None and mark1[0] > mark0[0]:
+        server_pps = (mark1[1] - mark0[1]) / (mark1[0] - mark0[0])
     if server0 is not None and server1 is not None and idle is not None:
         used = server1.cpu_seconds - server0.cpu_seconds
         cpu_percent = used / wall * 100
+        root = server1.root_cpu_seconds - server0.root_cpu_seconds
+        if plan.record:  # the recording process is the server's child
+            recording_cpu = (used - root) / wall * 100
+        if server_pps:
+            forwarding_us = root / wall / server_pps * 1e6
         cpu_us = used / packets * 1e6 if packets else None
         peers = plan.publishers + len(viewers) + probes
         rss_mb = (server1.rss_bytes - idle.rss_bytes) / peers / 2**20
@@ -312,6 +338,9 @@ async def _window(
         tool_limited=limited,
         decoder_threads=threads,
         notes=notes,
+        recording_cpu_percent=recording_cpu,
+        server_forwarded_pps=server_pps,
+        forwarding_cpu_us_per_packet=forwarding_us,
     )
 
 

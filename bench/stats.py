@@ -53,6 +53,14 @@ class Result:
     tool_lag_ms_max: float
     decoder_threads: int
     notes: list[str] = field(default_factory=list)
+    # With the meeting recorded (--record): the server's child processes (the recording
+    # process) in % of a core, and seconds from the stop until the playback MP4 was ready.
+    recording_cpu_percent: float | None = None
+    recording_ready_s: float | None = None
+    # Veche's own count of the RTP packets it forwarded (/metrics), the recording process's
+    # feeds included, and the forwarding process's CPU per such packet.
+    server_forwarded_pps: float | None = None
+    forwarding_cpu_us_per_packet: float | None = None
 
     def held(self, max_loss: float = 1.0, min_fps_ratio: float = 0.95) -> bool:
         """Loss at most `max_loss`% and every viewer at `min_fps_ratio` of the clip's rate."""
@@ -72,7 +80,8 @@ class Result:
 
 def _scenario(r: Result) -> str:
     if r.scenario == "meeting":
-        return f"meeting {r.publishers} ({r.viewers} subscr., {r.feeds} feeds)"
+        recorded = ", recorded" if r.recording_cpu_percent is not None else ""
+        return f"meeting {r.publishers} ({r.viewers} subscr., {r.feeds} feeds{recorded})"
     return f"{r.scenario} {r.publishers}->{r.viewers}"
 
 
@@ -105,6 +114,14 @@ def table(results: list[Result]) -> str:
     lines = [" | ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
     lines.insert(1, "-+-".join("-" * w for w in widths))
     notes = [f"  {r.server} {r.scenario}: {n}" for r in results for n in r.notes]
+    notes += [
+        f"  {r.server} {r.scenario}: recording process {_num(r.recording_cpu_percent)}% of a "
+        f"core; playback MP4 ready {_num(r.recording_ready_s)} s after the stop; forwarding "
+        f"process {_num(r.forwarding_cpu_us_per_packet)} µs per packet it forwarded "
+        f"({_num(r.server_forwarded_pps, 0)} pkt/s, the recorder's feeds included)"
+        for r in results
+        if r.recording_cpu_percent is not None
+    ]
     return "\n".join(lines + notes)
 
 

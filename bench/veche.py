@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 NAMESPACE = "/meeting"
 SIGNAL_TIMEOUT = 30.0
+RECORDING_READY_LIMIT = 60.0
 SOURCES = {"audio": "microphone", "video": "camera"}
 
 
@@ -150,13 +151,14 @@ class VecheTarget:
         self._viewer_token = ""
         self._count = 0
         self.senders: dict[str, SendTimes] = {}  # publishers' send times by seat id
+        self._recording = ""  # the recording this target started and has not stopped
 
     def spec(self) -> TargetSpec:
         return TargetSpec(
             "veche", self.name, veche_url=self.url, api_key=self.api_key, meeting=self.meeting
         )
 
-    async def _api(self, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def _api(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
         async with self._http.request(method, f"{self.url}/api{path}", json=body) as response:
             reply: dict[str, Any] = await response.json(content_type=None)
             if response.status >= 300:
@@ -215,6 +217,55 @@ class VecheTarget:
             await client.close()
             raise
         return client.close
+
+    async def forwarded_mark(self) -> tuple[float, float]:
+        """(time, count) of the server's own count of forwarded RTP packets, taken the moment
+        it changes: the server adds to it once a second, so a read between two updates
+        would be up to a second stale."""
+        first = await self._forwarded()
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+            now = await self._forwarded()
+            if now != first:
+                return time.monotonic(), now
+        return time.monotonic(), first
+
+    async def _forwarded(self) -> float:
+        async with self._http.get(f"{self.url}/metrics") as response:
+            text = await response.text()
+        for line in text.splitlines():
+            if line.startswith("veche_forwarded_packets_total "):
+                return float(line.split()[1])
+        raise VecheError("/metrics has no veche_forwarded_packets_total")
+
+    async def start_recording(self) -> None:
+        """Start recording the meeting, as a moderator's "Record" would."""
+        reply = await self._api("POST", f"/meetings/{self.meeting}/recording", {})
+        self._recording = str(reply["id"])
+
+    async def stop_recording(self) -> float:
+        """Stop it; the seconds until the recording is ready to play (a VecheError if it
+        failed or took longer than RECORDING_READY_LIMIT)."""
+        stopped = time.monotonic()
+        await self._api("DELETE", f"/meetings/{self.meeting}/recording", None)
+        deadline = stopped + RECORDING_READY_LIMIT
+        while time.monotonic() < deadline:
+            state = await self._api("GET", f"/recordings/{self._recording}", None)
+            if state["status"] == "ready":
+                self._recording = ""
+                return time.monotonic() - stopped
+            if state["status"] == "failed":
+                raise VecheError(f"the recording failed: {state.get('error')}")
+            await asyncio.sleep(0.1)
+        raise VecheError(f"the recording was not ready {RECORDING_READY_LIMIT:.0f} s after stop")
+
+    async def abandon_recording(self) -> None:
+        """Stop a recording a failed run left on (nothing if none)."""
+        if self._recording:
+            self._recording = ""
+            with contextlib.suppress(VecheError, aiohttp.ClientError, TimeoutError):
+                await self._api("DELETE", f"/meetings/{self.meeting}/recording", None)
 
     async def close(self) -> None:
         await self._http.close()
