@@ -112,7 +112,11 @@ def read_plan(directory: Path) -> Plan:
     warnings: list[str] = []
     tracks: list[Track] = []
     starts = [e for e in events if e["event"] == "track_started"]
-    origin = min((float(e["t"]) for e in starts), default=0.0)
+    # Time 0 is when recording started, as for the live programme and the chapters; a
+    # timeline without that line (or with tracks from before it) starts at its first track.
+    first = min((float(e["t"]) for e in starts), default=0.0)
+    started = next((float(e["t"]) for e in events if e["event"] == "recording_started"), None)
+    origin = started if started is not None and started <= first else first
     for event in starts:
         file = str(event.get("file", ""))
         try:

@@ -9,6 +9,7 @@ import resource
 import subprocess
 import sys
 import time
+from array import array
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
@@ -28,6 +29,7 @@ PROGRESS = "render.json"
 LOG = "render.log"
 BACKGROUND = (24, 24, 28)
 CARD = (58, 62, 74)
+LIVE_THREADS = 2  # libx264 threads of a live encode: it shares the machine with the SFU
 
 
 @dataclass
@@ -54,13 +56,14 @@ def _yuv(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
 
 
 class Stage:
-    """Who is on the programme at a time, replayed forward from the timeline."""
+    """Who is on the programme at a time: replayed forward from a recording's timeline
+    (`advance`), or told live, event by event (`apply`), by the compositor."""
 
-    def __init__(self, plan: Plan) -> None:
-        events = list(plan.events)
+    def __init__(self, plan: Plan | None = None) -> None:
+        events = list(plan.events) if plan is not None else []
         # A track makes its owner present from its start when the timeline lost their join.
         joined = {e.get("participant") for e in events if e["event"] == "joined"}
-        for track in plan.tracks:
+        for track in plan.tracks if plan is not None else []:
             if track.participant not in joined:
                 joined.add(track.participant)
                 events.append(
@@ -69,16 +72,22 @@ class Stage:
         self._events = sorted(events, key=lambda e: float(e["at"]))
         self._cursor = 0
         self.present: dict[str, float] = {}  # participant -> joined at (keeps join order)
-        self.names = dict(plan.names)
+        self.names = dict(plan.names) if plan is not None else {}
         self.speaking: dict[str, float] = {}  # participant -> segment began at
         self.sharing: dict[str, float] = {}  # participant -> screen share began at
         self.announced_shares: set[str] = set()  # who ever had a screen event
         self.active: str | None = None
 
     def advance(self, t: float) -> None:
+        due = []
         while self._cursor < len(self._events) and float(self._events[self._cursor]["at"]) <= t:
-            event = self._events[self._cursor]
+            due.append(self._events[self._cursor])
             self._cursor += 1
+        self.apply(*due)
+
+    def apply(self, *events: dict[str, Any]) -> None:
+        """Timeline events ("at", "event", "participant", "name", "on"), in order."""
+        for event in events:
             who = str(event.get("participant", ""))
             kind = event["event"]
             if kind == "joined":
@@ -178,6 +187,71 @@ class Canvas:
                 start = (y + r) * dl + x
                 dst[start : start + w] = src[r * sl : r * sl + w]
 
+    def draw(
+        self,
+        people: list[layouts.Participant],
+        active: str | None,
+        screen: tuple[str, Any, tuple[int, int]] | None,
+        pictures: dict[str, tuple[Any, tuple[int, int]]],
+    ) -> Any:
+        """One programme picture: `people` in join order laid out by recording.layout, each
+        camera tile from `pictures` (participant -> (picture, cache key)), `screen` (sharer,
+        picture, cache key) large when given, a card for anyone without a picture, names."""
+        frame = self.new()
+        sharer = screen[0] if screen is not None else None
+        for tile in layouts.layout(people, active, sharer, self.width, self.height):
+            if tile.content == "screen" and screen is not None:
+                self.paste(frame, screen[1], tile.box, screen[2])
+            elif tile.content == "video":
+                picture, key = pictures[tile.participant]
+                self.paste(frame, picture, tile.box, key)
+            else:
+                self.fill(frame, tile.box, CARD)
+            self.label(frame, tile)
+        return frame
+
+
+def programme_streams(
+    container: Any, width: int, height: int, fps: int, preset: str, live: bool = False
+) -> tuple[Any, Any]:
+    """The programme's streams in `container`: H.264 (libx264, CRF 23, yuv420p) and AAC
+    (128 kbit/s, 48 kHz stereo). `live` adds what a live encode needs: no look-ahead or
+    B-frames (tune zerolatency), keyframes only where the caller forces them (every segment),
+    two threads at most."""
+    video: Any = container.add_stream("libx264", rate=fps)
+    video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+    options = {"preset": preset, "crf": "23"}
+    if live:
+        # keyint is a safety net: the compositor forces an IDR frame at each segment start.
+        options |= {
+            "tune": "zerolatency",
+            "forced-idr": "1",
+            "x264-params": f"keyint={8 * fps}:min-keyint={fps}:scenecut=0",
+        }
+        video.codec_context.thread_count = LIVE_THREADS
+    video.options = options
+    video.codec_context.time_base = Fraction(1, fps)
+    audio: Any = container.add_stream("aac", rate=RATE)
+    audio.layout = "stereo"
+    audio.bit_rate = 128_000
+    return video, audio
+
+
+def samples_until(index: int, fps: int) -> int:
+    """The first audio sample after video frame `index`'s span: frame k is at k / fps and its
+    sound is exactly the samples of its span (whole samples; exact when 48000 % fps == 0)."""
+    return RATE * (index + 1) // fps if RATE % fps == 0 else round((index + 1) * RATE / fps)
+
+
+def audio_frame(samples: "array[float]", count: int, pts: int) -> Any:
+    """`count` interleaved stereo float samples as a frame for the AAC encoder."""
+    chunk = av.AudioFrame(format="flt", layout="stereo", samples=count)
+    chunk.planes[0].update(samples.tobytes())
+    chunk.sample_rate = RATE
+    chunk.pts = pts
+    chunk.time_base = Fraction(1, RATE)
+    return chunk
+
 
 def render(
     directory: Path,
@@ -243,39 +317,25 @@ def _encode(
     fps: int,
     preset: str,
 ) -> None:
-    width, height = canvas.width, canvas.height
     stage = Stage(plan)
     cameras = {v.track.participant: v for v in videos if v.track.source != "screen"}
     screens = [v for v in videos if v.track.source == "screen"]
-    step = RATE // fps if RATE % fps == 0 else 0
     frames_total = max(1, round(plan.duration * fps))
     with av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"}) as out:
-        video: Any = out.add_stream("libx264", rate=fps)
-        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-        video.options = {"preset": preset, "crf": "23"}
-        video.codec_context.time_base = Fraction(1, fps)
-        audio: Any = out.add_stream("aac", rate=RATE)
-        audio.layout = "stereo"
-        audio.bit_rate = 128_000
+        video, audio = programme_streams(out, canvas.width, canvas.height, fps, preset)
         sample = 0
         reported = -1
         for index in range(frames_total):
             t = index / fps
             stage.advance(t)
-            picture = _compose(canvas, stage, cameras, screens, t, width, height)
+            picture = _compose(canvas, stage, cameras, screens, t)
             picture.pts = index
             picture.time_base = Fraction(1, fps)
             out.mux(video.encode(picture))
-            # Audio for this frame's span, in whole samples (exact when 48000 % fps == 0).
-            end = step * (index + 1) if step else round((index + 1) * RATE / fps)
+            end = samples_until(index, fps)
             count = end - sample
             parts = [p for p in (a.read(sample, count) for a in audios) if p is not None]
-            chunk = av.AudioFrame(format="flt", layout="stereo", samples=count)
-            chunk.planes[0].update(mix(parts, count).tobytes())
-            chunk.sample_rate = RATE
-            chunk.pts = sample
-            chunk.time_base = Fraction(1, RATE)
-            out.mux(audio.encode(chunk))
+            out.mux(audio.encode(audio_frame(mix(parts, count), count, sample)))
             sample = end
             percent = (index + 1) * 100 // frames_total
             if on_progress is not None and percent != reported:
@@ -293,10 +353,12 @@ def _compose(
     cameras: dict[str, VideoSource],
     screens: list[VideoSource],
     t: float,
-    width: int,
-    height: int,
 ) -> Any:
-    pictures = {who: source.at(t) for who, source in cameras.items()}
+    pictures = {
+        who: (picture, (id(source), source.serial))
+        for who, source in cameras.items()
+        if (picture := source.at(t)) is not None
+    }
     # A shared screen may send no frame for long (a still slide): its last picture stays up
     # while the timeline says the share is on (or, with no screen events, while its track runs).
     shared = [(s, s.at(t, stale=float("inf"))) for s in screens]
@@ -309,25 +371,15 @@ def _compose(
             or s.track.participant not in stage.announced_shares
         )
     ]
-    sharer = max(live, key=lambda sp: sp[0].track.offset) if live else None
+    screen = None
+    if live:
+        source, picture = max(live, key=lambda sp: sp[0].track.offset)
+        screen = (source.track.participant, picture, (id(source), source.serial))
     people = [
-        layouts.Participant(who, stage.names.get(who, who), pictures.get(who) is not None)
+        layouts.Participant(who, stage.names.get(who, who), who in pictures)
         for who in stage.people()
     ]
-    frame = canvas.new()
-    tiles = layouts.layout(
-        people, stage.active, sharer[0].track.participant if sharer else None, width, height
-    )
-    for tile in tiles:
-        if tile.content == "screen" and sharer is not None:
-            canvas.paste(frame, sharer[1], tile.box, (id(sharer[0]), sharer[0].serial))
-        elif tile.content == "video":
-            source = cameras[tile.participant]
-            canvas.paste(frame, pictures[tile.participant], tile.box, (id(source), source.serial))
-        else:
-            canvas.fill(frame, tile.box, CARD)
-        canvas.label(frame, tile)
-    return frame
+    return canvas.draw(people, stage.active, screen, pictures)
 
 
 # -- background rendering ----------------------------------------------------------------------

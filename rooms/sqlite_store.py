@@ -9,6 +9,7 @@ import aiosqlite
 
 from rooms.attendance import Stay
 from rooms.meeting import Meeting, MeetingSettings, Visibility
+from rooms.recordings import Recording, RecordingStatus
 from rooms.roles import Role
 from rooms.roster import RosterEntry
 
@@ -43,6 +44,21 @@ CREATE TABLE IF NOT EXISTS attendance (
     left_at TEXT
 );
 CREATE INDEX IF NOT EXISTS attendance_meeting ON attendance(meeting_id, joined_at);
+-- No foreign key to meetings: a recording outlives its meeting's deletion until retention.
+CREATE TABLE IF NOT EXISTS recordings (
+    id TEXT PRIMARY KEY,
+    meeting_id TEXT NOT NULL,
+    title TEXT NOT NULL,
+    status TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    stopped_at TEXT,
+    duration REAL NOT NULL,
+    size INTEGER NOT NULL,
+    progress INTEGER,
+    error TEXT NOT NULL,
+    keep INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS recordings_meeting ON recordings(meeting_id, started_at);
 """
 
 
@@ -197,6 +213,68 @@ class SqliteStore:
         return await self._write(
             "UPDATE attendance SET left_at = ? WHERE left_at IS NULL", (at.isoformat(),)
         )
+
+    # recordings
+
+    async def add_recording(self, recording: Recording) -> None:
+        await self._write(
+            "INSERT INTO recordings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (recording.id, recording.meeting_id, recording.title, *_recording_fields(recording)),
+        )
+
+    async def get_recording(self, recording_id: str) -> Recording | None:
+        rows = await self._rows("SELECT * FROM recordings WHERE id = ?", (recording_id,))
+        return _recording(rows[0]) if rows else None
+
+    async def list_recordings(self, meeting_id: str | None = None) -> list[Recording]:
+        if meeting_id is None:
+            rows = await self._rows("SELECT * FROM recordings ORDER BY started_at DESC, id", ())
+        else:
+            rows = await self._rows(
+                "SELECT * FROM recordings WHERE meeting_id = ? ORDER BY started_at DESC, id",
+                (meeting_id,),
+            )
+        return [_recording(row) for row in rows]
+
+    async def update_recording(self, recording: Recording) -> None:
+        await self._write(
+            "UPDATE recordings SET status = ?, started_at = ?, stopped_at = ?, duration = ?, "
+            "size = ?, progress = ?, error = ?, keep = ? WHERE id = ?",
+            (*_recording_fields(recording), recording.id),
+        )
+
+    async def delete_recording(self, recording_id: str) -> bool:
+        return await self._write("DELETE FROM recordings WHERE id = ?", (recording_id,)) > 0
+
+
+def _recording_fields(recording: Recording) -> tuple[Any, ...]:
+    # The columns after id, meeting_id and title, in table order.
+    return (
+        recording.status.value,
+        recording.started_at.isoformat(),
+        recording.stopped_at.isoformat() if recording.stopped_at else None,
+        recording.duration,
+        recording.size,
+        recording.progress,
+        recording.error,
+        int(recording.keep),
+    )
+
+
+def _recording(row: aiosqlite.Row) -> Recording:
+    return Recording(
+        id=row["id"],
+        meeting_id=row["meeting_id"],
+        title=row["title"],
+        status=RecordingStatus(row["status"]),
+        started_at=_time(row["started_at"]),
+        stopped_at=_time(row["stopped_at"]) if row["stopped_at"] else None,
+        duration=row["duration"],
+        size=row["size"],
+        progress=row["progress"],
+        error=row["error"],
+        keep=bool(row["keep"]),
+    )
 
 
 def _meeting(row: aiosqlite.Row) -> Meeting:

@@ -16,6 +16,7 @@ from server.errors import json_errors
 from server.health import READY, setup_health
 from server.metrics import Metrics
 from server.pages import setup_pages
+from server.recordings import setup_recordings
 from server.signaling import setup_signaling
 from server.whip import setup_whip
 
@@ -50,6 +51,7 @@ def create_app(settings: Settings) -> web.Application:
     setup_health(app)
     setup_api(app)
     setup_signaling(app)
+    setup_recordings(app)
     setup_whip(app)
     setup_pages(app)
     app.cleanup_ctx.append(_readiness)

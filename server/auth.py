@@ -26,6 +26,7 @@ class Grant:
     kind: str  # "invite" (a roster entry), "guest" (a role without a roster entry), "admin"
     meeting_id: str = ""
     entry_id: str = ""  # roster entry, for kind "invite"
+    # kind "recorder": the recording process (server/recorder.py); entry_id is the recording
     role: Role | None = None  # for kind "guest"
 
 
@@ -41,6 +42,10 @@ class Tokens:
 
     def guest(self, meeting_id: str, role: Role, ttl: timedelta | None = None) -> str:
         return self._sign({"kind": "guest", "mid": meeting_id, "role": role.value}, ttl)
+
+    def recorder(self, meeting_id: str, recording_id: str, ttl: timedelta | None = None) -> str:
+        """The recording process's pass into the meeting it records (server/recorder.py)."""
+        return self._sign({"kind": "recorder", "mid": meeting_id, "sub": recording_id}, ttl)
 
     def admin_session(self, ttl: timedelta = timedelta(hours=12)) -> str:
         return self._sign({"kind": "admin"}, ttl)
@@ -74,6 +79,8 @@ class Tokens:
             raise BadToken("this link is not valid")
         if kind == "invite" and isinstance(claims.get("sub"), str):
             return Grant(kind="invite", meeting_id=meeting_id, entry_id=claims["sub"])
+        if kind == "recorder" and isinstance(claims.get("sub"), str):
+            return Grant(kind="recorder", meeting_id=meeting_id, entry_id=claims["sub"])
         if kind == "guest" and claims.get("role") in ("participant", "viewer"):
             return Grant(kind="guest", meeting_id=meeting_id, role=Role(claims["role"]))
         raise BadToken("this link is not valid")

@@ -17,9 +17,11 @@ from rooms import events as ev
 from rooms.errors import NotFound, RoomError
 from rooms.events import Event
 from rooms.meeting import now
+from rooms.participant import Participant
 from rooms.roles import Permission, Role
 from rooms.store import Store
 from server.config import Settings
+from server.context import RecordingControl
 from server.live import Connection, LiveMeeting
 from server.rtc import client_ice_servers
 from server.stage import Stage
@@ -41,6 +43,8 @@ class RoomBroadcast(socketio.AsyncNamespace):  # type: ignore[misc]
         self._sfu = sfu  # likewise
         self._meetings: dict[str, LiveMeeting] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # Set by server/recordings.py's setup: starts and stops recordings, tells their state.
+        self.recordings: RecordingControl | None = None
 
     def _stage(self, live: LiveMeeting) -> Stage:
         """The meeting's media side, made on first use."""
@@ -54,7 +58,13 @@ class RoomBroadcast(socketio.AsyncNamespace):  # type: ignore[misc]
             async def announce(event: str, data: dict[str, Any]) -> None:
                 await self.emit(event, data, room=live.room_name)
 
-            live.stage = Stage(self._sfu(), tell, announce, self._spawn)
+            def seat(seat_id: str) -> Participant | None:
+                try:
+                    return live.room.participant(seat_id)
+                except NotFound:
+                    return None
+
+            live.stage = Stage(self._sfu(), tell, announce, self._spawn, seat)
         return live.stage
 
     def _snapshot(self, live: LiveMeeting, seat_id: str) -> dict[str, Any]:
@@ -65,7 +75,19 @@ class RoomBroadcast(socketio.AsyncNamespace):  # type: ignore[misc]
             "tracks": stage.tracks(),
             "ice_servers": client_ice_servers(self._settings, seat_id),
             "speaking": stage.speakers.as_dict(),
+            "recording": self._recording_state(live.room.meeting.id),
+            "stage": stage.stage(),
         }
+
+    def _recording_state(self, meeting_id: str) -> dict[str, Any]:
+        if self.recordings is None:
+            return {"on": False, "id": None, "notice": "", "error": None}
+        return self.recordings.state(meeting_id)
+
+    def _recording_over(self, meeting_id: str) -> None:
+        """The live meeting ended or emptied: its recording stops (in the background)."""
+        if self.recordings is not None:
+            self._spawn(self.recordings.meeting_over(meeting_id))
 
     async def _connection(self, sid: str) -> Connection:
         session = await self.get_session(sid)
@@ -93,6 +115,7 @@ class RoomBroadcast(socketio.AsyncNamespace):  # type: ignore[misc]
         meeting_id = live.room.meeting.id
         if len(live.room) == 0 and self._meetings.get(meeting_id) is live:
             del self._meetings[meeting_id]
+            self._recording_over(meeting_id)
             if live.stage is not None:
                 self._spawn(live.stage.close())
 
@@ -259,6 +282,7 @@ class RoomBroadcast(socketio.AsyncNamespace):  # type: ignore[misc]
             self._spawn(live.stage.close())
         if self._meetings.get(live.room.meeting.id) is live:
             del self._meetings[live.room.meeting.id]
+        self._recording_over(live.room.meeting.id)
         everyone = [*live.sids.values(), *live.waiting.values()]
         live.sids.clear()
         live.waiting.clear()

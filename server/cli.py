@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     delete = msub.add_parser("delete", parents=[common], help="delete a meeting")
     delete.add_argument("meeting", metavar="MEETING", help="meeting id")
 
+    _recording_parser(sub, common)
+
     attendance = sub.add_parser("attendance", parents=[common], help="who was in a meeting")
     attendance.add_argument("meeting", metavar="MEETING", help="meeting id")
     form = attendance.add_mutually_exclusive_group()
@@ -73,12 +75,48 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _recording_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    """`veche recording ...` (server/commands.py): start, stop and render ask the running
+    server (its REST API with the admin key); the rest work on the data directory."""
+    server = argparse.ArgumentParser(add_help=False, parents=[common])
+    server.add_argument("--url", help="the running server (default: http://VECHE_HOST:VECHE_PORT)")
+    server.add_argument("--json", action="store_true", help="print one JSON object")
+    recording = sub.add_parser("recording", help="record meetings; list, keep, delete recordings")
+    rsub = recording.add_subparsers(dest="action", required=True, metavar="ACTION")
+    start = rsub.add_parser("start", parents=[server], help="start recording a live meeting")
+    start.add_argument("meeting", metavar="MEETING", help="meeting id")
+    stop = rsub.add_parser("stop", parents=[server], help="stop a meeting's recording")
+    stop.add_argument("meeting", metavar="MEETING", help="meeting id")
+    render = rsub.add_parser("render", parents=[server], help="render again from the tracks")
+    render.add_argument("recording", metavar="RECORDING", help="recording id")
+    listing = rsub.add_parser("list", parents=[common], help="list recordings, newest first")
+    listing.add_argument("--meeting", metavar="MEETING", help="only this meeting's")
+    listing.add_argument("--json", action="store_true")
+    show = rsub.add_parser("show", parents=[common], help="one recording")
+    show.add_argument("recording", metavar="RECORDING", help="recording id")
+    show.add_argument("--json", action="store_true")
+    keep = rsub.add_parser("keep", parents=[common], help="exempt a recording from retention")
+    keep.add_argument("recording", metavar="RECORDING", help="recording id")
+    keep.add_argument("--off", action="store_true", help="let retention delete it again")
+    delete = rsub.add_parser("delete", parents=[common], help="delete a recording and its files")
+    delete.add_argument("recording", metavar="RECORDING", help="recording id")
+
+
 COMMANDS: dict[str, commands.Command] = {
     "create": commands.create,
     "list": commands.list_,
     "invite": commands.invite,
     "link": commands.link,
     "delete": commands.delete,
+}
+RECORDING_COMMANDS: dict[str, commands.Command] = {
+    "start": commands.recording_start,
+    "stop": commands.recording_stop,
+    "render": commands.recording_render,
+    "list": commands.recording_list,
+    "show": commands.recording_show,
+    "keep": commands.recording_keep,
+    "delete": commands.recording_delete,
 }
 
 
@@ -95,7 +133,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     if args.command == "serve":
         return serve(settings, demo=args.demo, key_from_env=bool(given.api_key))
-    command = commands.attendance if args.command == "attendance" else COMMANDS[args.action]
+    command: commands.Command
+    if args.command == "attendance":
+        command = commands.attendance
+    elif args.command == "recording":
+        command = RECORDING_COMMANDS[args.action]
+    else:
+        command = COMMANDS[args.action]
     try:
         asyncio.run(commands.run(command, args, settings))
     except RoomError as exc:

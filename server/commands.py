@@ -1,21 +1,31 @@
-"""`veche meeting ...` and `veche attendance`: work on the data directory, server running or not."""
+"""`veche meeting ...`, `veche attendance` and `veche recording list|show|keep|delete` work on
+the data directory, server running or not; `veche recording start|stop|render` ask the running
+server through its REST API with the admin key."""
 
 import argparse
+import asyncio
 import json
+import shutil
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
+import aiohttp
+
 from rooms.attendance import to_csv
-from rooms.errors import NotFound
+from rooms.errors import NotFound, RoomError
 from rooms.meeting import Meeting, new_meeting, now
+from rooms.recordings import ACTIVE, Recording
 from rooms.roster import new_entry
 from rooms.sqlite_store import SqliteStore
 from rooms.store import Store
 from server.api.links import guest_link, invite_link, meeting_urls, parse_guest_role
 from server.auth import Tokens
 from server.config import Settings
+from server.recorder import local_url
+from server.recordings import directory_of
 
 Command = Callable[[argparse.Namespace, Settings, Store, Tokens], Awaitable[None]]
 
@@ -128,3 +138,136 @@ async def attendance(args: argparse.Namespace, _: Settings, store: Store, __: To
             row = s.as_dict()
             span = f"{row['joined_at']} - {row['left_at'] or '(still there)'}"
             out(f"{s.name}  {s.school}  {s.role}  {span}  {round(s.seconds(until) / 60, 1)} min")
+
+
+# recordings
+
+SERVER_TIMEOUT = 60.0  # seconds; starting the recording process takes a moment
+
+
+async def _ask_server(
+    args: argparse.Namespace, settings: Settings, method: str, path: str
+) -> dict[str, Any]:
+    """One call to the running server's REST API as the admin; its JSON error as RoomError."""
+    url = (args.url or local_url(settings)).rstrip("/")
+    headers = {"Authorization": f"Bearer {settings.api_key}"}
+    timeout = aiohttp.ClientTimeout(total=SERVER_TIMEOUT)
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as http,
+            http.request(method, url + path, headers=headers) as response,
+        ):
+            body = await response.json(content_type=None)
+            status = response.status
+    except (aiohttp.ClientError, TimeoutError, ValueError) as error:
+        raise RoomError(
+            "unreachable", f"cannot reach the server at {url} ({error}); is `veche serve` running?"
+        ) from None
+    if status >= 400:
+        problem = body.get("error", {}) if isinstance(body, dict) else {}
+        raise RoomError(str(problem.get("code", status)), str(problem.get("message", status)))
+    return body if isinstance(body, dict) else {}
+
+
+def _recording_line(rec: dict[str, Any]) -> str:
+    status = rec["status"]
+    if status == "rendering" and rec["progress"] is not None:
+        status = f"rendering {rec['progress']}%"
+    size = f"{rec['size'] / 1_000_000:.1f} MB"
+    kept = "  keep" if rec["keep"] else ""
+    return (
+        f"{rec['id']}  {rec['started_at']}  {status:<14} {rec['duration']:7.1f} s  {size:>9}"
+        f"  {rec['title']}{kept}"
+    )
+
+
+async def recording_start(
+    args: argparse.Namespace, settings: Settings, _: Store, __: Tokens
+) -> None:
+    rec = await _ask_server(args, settings, "POST", f"/api/meetings/{args.meeting}/recording")
+    if args.json:
+        out_json(rec)
+        return
+    out(f"Recording {args.meeting}: recording {rec['id']} started")
+
+
+async def recording_stop(
+    args: argparse.Namespace, settings: Settings, _: Store, __: Tokens
+) -> None:
+    rec = await _ask_server(args, settings, "DELETE", f"/api/meetings/{args.meeting}/recording")
+    if args.json:
+        out_json(rec)
+        return
+    out(f"Stopped recording {rec['id']}; it is {rec['status']} (veche recording show {rec['id']})")
+
+
+async def recording_render(
+    args: argparse.Namespace, settings: Settings, _: Store, __: Tokens
+) -> None:
+    rec = await _ask_server(args, settings, "POST", f"/api/recordings/{args.recording}/render")
+    if args.json:
+        out_json(rec)
+        return
+    out(f"Rendering {rec['id']} again from its tracks (veche recording show {rec['id']})")
+
+
+def _retention(settings: Settings) -> timedelta | None:
+    days = settings.recording_retention_days
+    return timedelta(days=days) if days > 0 else None
+
+
+async def _recording(store: Store, recording_id: str) -> Recording:
+    rec = await store.get_recording(recording_id)
+    if rec is None:
+        raise NotFound(f"recording {recording_id!r}")
+    return rec
+
+
+async def recording_list(
+    args: argparse.Namespace, settings: Settings, store: Store, _: Tokens
+) -> None:
+    found = await store.list_recordings(args.meeting)
+    described = [rec.as_dict(_retention(settings)) for rec in found]
+    if args.json:
+        out_json({"recordings": described})
+        return
+    if not found:
+        out("No recordings yet: veche recording start MEETING (while the meeting is live)")
+        return
+    for rec in described:
+        out(_recording_line(rec))
+
+
+async def recording_show(
+    args: argparse.Namespace, settings: Settings, store: Store, _: Tokens
+) -> None:
+    rec = await _recording(store, args.recording)
+    described = rec.as_dict(_retention(settings))
+    if args.json:
+        out_json(described)
+        return
+    for key, value in described.items():
+        if key not in ("file", "page"):
+            out(f"{key + ':':<12} {'' if value is None else value}")
+    out(f"{'programme:':<12} {directory_of(settings, rec.id) / 'programme.mp4'}")
+    out(f"{'page:':<12} {settings.base_url}{described['page']}")
+
+
+async def recording_keep(args: argparse.Namespace, _: Settings, store: Store, __: Tokens) -> None:
+    rec = await _recording(store, args.recording)
+    await store.update_recording(replace(rec, keep=not args.off))
+    if args.off:
+        out(f"Recording {rec.id} expires with retention again")
+    else:
+        out(f"Recording {rec.id} is kept: retention will not delete it")
+
+
+async def recording_delete(
+    args: argparse.Namespace, settings: Settings, store: Store, _: Tokens
+) -> None:
+    rec = await _recording(store, args.recording)
+    if rec.status in ACTIVE:
+        raise RoomError("busy", f"recording {rec.id} is {rec.status.value}; wait until it ends")
+    await store.delete_recording(rec.id)
+    await asyncio.to_thread(shutil.rmtree, directory_of(settings, rec.id), True)
+    out(f"Deleted recording {rec.id} and its files")

@@ -1,6 +1,7 @@
 """Settings from VECHE_* environment variables and CLI flags; safe single-machine defaults."""
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -42,6 +43,12 @@ class Settings:
     announce_address: str = ""
     rtc_min_port: int = 0
     rtc_max_port: int = 0
+    # Recordings not marked to keep are deleted this many days after they stop (0: never).
+    recording_retention_days: int = 30
+    # The live programme of a recording (and of the HLS broadcast): canvas and frame rate.
+    # The recording process's CPU grows with both (docs/recording.md has figures).
+    programme_size: str = "1280x720"
+    programme_fps: int = 30
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -54,6 +61,10 @@ class Settings:
     @property
     def database_path(self) -> Path:
         return self.data_dir / "veche.sqlite3"
+
+
+PROGRAMME_SIZE = re.compile(r"([0-9]{2,4})x([0-9]{2,4})")
+LARGEST_PROGRAMME = (3840, 2160)
 
 
 def from_env(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -70,7 +81,20 @@ def from_env(environ: Mapping[str, str] | None = None, **overrides: Any) -> Sett
     settings = Settings(**values)
     if settings.log_format not in ("text", "json"):
         raise ValueError("VECHE_LOG_FORMAT must be 'text' or 'json'")
+    if not _programme_size_ok(settings.programme_size):
+        raise ValueError("VECHE_PROGRAMME_SIZE must be WIDTHxHEIGHT, e.g. 1280x720")
+    if not 1 <= settings.programme_fps <= 60:
+        raise ValueError("VECHE_PROGRAMME_FPS must be between 1 and 60")
     return settings
+
+
+def _programme_size_ok(text: str) -> bool:
+    """WIDTHxHEIGHT from 64x36 (room for a name on a tile) up to 3840x2160."""
+    match = PROGRAMME_SIZE.fullmatch(text)
+    if match is None:
+        return False
+    width, height = int(match[1]), int(match[2])
+    return 64 <= width <= LARGEST_PROGRAMME[0] and 36 <= height <= LARGEST_PROGRAMME[1]
 
 
 def _convert(name: str, raw: str) -> Any:

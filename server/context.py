@@ -4,6 +4,8 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from rooms.meeting import Meeting
+from rooms.recordings import Recording
 from rooms.store import Store
 from server.auth import Tokens
 from server.config import Settings
@@ -22,8 +24,28 @@ class LiveRooms(Protocol):
         ...
 
 
+class RecordingControl(Protocol):
+    """What signaling asks of the recordings service (implemented by server/recordings.py)."""
+
+    def state(self, meeting_id: str) -> dict[str, Any]:
+        """The `recording` event's object for a meeting: {on, id, notice, error}."""
+        ...
+
+    def as_json(self, recording: Recording) -> dict[str, Any]:
+        """A recording's REST JSON."""
+        ...
+
+    async def start(self, meeting: Meeting) -> Recording: ...
+    async def stop(self, meeting_id: str) -> Recording: ...
+
+    async def meeting_over(self, meeting_id: str) -> None:
+        """The live meeting ended or emptied: stop its recording, if any."""
+        ...
+
+
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
 TOKENS = web.AppKey("tokens", Tokens)
 METRICS = web.AppKey("metrics", Metrics)
 LIVE = web.AppKey("live", LiveRooms)
+RECORDINGS = web.AppKey("recordings", RecordingControl)

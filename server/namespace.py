@@ -7,20 +7,23 @@ events it returns into emits. Bad input gets an error reply and changes nothing.
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from media.sfu import Sfu
-from rooms.errors import Invalid, RoomError
+from rooms.errors import Forbidden, Invalid, RoomError
 from rooms.events import Event
 from rooms.meeting import Meeting, now
 from rooms.participant import Participant, Visitor
-from rooms.roles import parse_role
+from rooms.recordings import RecordingStatus
+from rooms.roles import Permission, parse_role
 from rooms.room import LiveRoom, RoomLimits
 from rooms.store import Store
-from server.auth import Tokens
+from server.auth import BadToken, Grant, Tokens
 from server.broadcast import RoomBroadcast
 from server.config import Settings
+from server.context import RecordingControl
 from server.live import Connection, LiveMeeting
 from server.metrics import Metrics
 from server.payloads import (
@@ -31,6 +34,7 @@ from server.payloads import (
     payload_object,
     required_ident,
 )
+from server.rtc import client_ice_servers
 from server.stage import Stage
 from server.visitors import at_the_door
 
@@ -39,6 +43,9 @@ log = logging.getLogger(__name__)
 NAMESPACE = "/meeting"
 STOPPING_MESSAGE = "The server is restarting; reconnect in a moment."
 REPLACED_MESSAGE = "You joined from another window or device."
+RECORDER_SEAT = "rec-"  # + recording id: the recording process's hidden seat
+PROJECTOR_SEAT = "prj-"  # + a random part: a hall projector's hidden, receive-only seat
+HIDDEN_SEATS = (RECORDER_SEAT, PROJECTOR_SEAT)  # seats outside the roster: no grace period
 
 SDP_EVENTS = frozenset({"publish", "subscribe_answer"})
 
@@ -89,6 +96,12 @@ class MeetingNamespace(RoomBroadcast):
             "video": self._video,
             "audio_only": self._audio_only,
             "mute": self._mute,
+            # recording (server/recordings.py)
+            "recording_start": self._recording_start,
+            "recording_stop": self._recording_stop,
+            # the broadcast's stage (server/stage.py, rooms/onstage.py)
+            "spotlight": self._spotlight,
+            "floor": self._floor,
         }
 
     # figures for /metrics and the LiveRooms protocol
@@ -168,6 +181,8 @@ class MeetingNamespace(RoomBroadcast):
                 live.waiting.pop(conn.entry_id, None)
                 if live.room.in_lobby(conn.entry_id):
                     events = live.room.withdraw(conn.entry_id)
+            elif conn.seat_id is not None and conn.seat_id.startswith(HIDDEN_SEATS):
+                await self._recorder_gone(sid, live, conn.seat_id)
             elif conn.seat_id is not None and live.sids.get(conn.seat_id) == sid:
                 # The seat is kept for the grace period, shown as not connected.
                 del live.sids[conn.seat_id]
@@ -183,6 +198,11 @@ class MeetingNamespace(RoomBroadcast):
     async def _join(self, sid: str, conn: Connection, p: dict[str, Any]) -> dict[str, Any]:
         if conn.meeting_id is not None:
             raise RoomError("already_joined", "this connection has already joined")
+        recorder = self._recorder_grant(p.get("token"))
+        if recorder is not None:
+            return await self._join_recorder(sid, conn, recorder)
+        if p.get("projector") is True:
+            return await self._join_projector(sid, conn, p.get("token"))
         meeting, visitor, personal = await at_the_door(p, self._store(), self._tokens)
         seat_key = p.get("seat")
         if seat_key is not None and (not isinstance(seat_key, str) or len(seat_key) > 64):
@@ -279,6 +299,119 @@ class MeetingNamespace(RoomBroadcast):
             await self._tell(sid, "joined", self._snapshot(live, seat_id))
             self._stage(live).offer_soon(seat_id)
 
+    # the recording process (server/recorder.py): a hidden subscriber of the whole room
+
+    def _recorder_grant(self, token: object) -> Grant | None:
+        """The grant of a recorder token; None for anything else (checked as usual later)."""
+        try:
+            grant = self._tokens.check(token)
+        except BadToken:
+            return None
+        return grant if grant.kind == "recorder" else None
+
+    async def _join_recorder(self, sid: str, conn: Connection, grant: Grant) -> dict[str, Any]:
+        """Seat a recorder: not in the room's roster, lists or attendance; in the socket.io
+        room for its events, and offered every published track like any subscriber."""
+        recording = await self._store().get_recording(grant.entry_id)
+        if (
+            recording is None
+            or recording.meeting_id != grant.meeting_id
+            or recording.status is not RecordingStatus.RECORDING
+        ):
+            raise BadToken("this recorder token is not for a recording of this meeting")
+        live = self._meetings.get(grant.meeting_id)
+        if live is None:
+            raise RoomError("not_live", "the meeting is not live")
+        seat_id = RECORDER_SEAT + grant.entry_id
+        async with live.lock:
+            if self._meetings.get(grant.meeting_id) is not live:
+                raise RoomError("not_live", "the meeting is not live")
+            if conn.meeting_id is not None:
+                raise RoomError("already_joined", "this connection has already joined")
+            old_sid = live.sids.get(seat_id)
+            if old_sid is not None:  # the recorder reconnected before its old socket closed
+                await self._detach(old_sid)
+                await self._leave_rooms(old_sid, live)
+                await self._close([old_sid])
+            conn.meeting_id, conn.seat_id = grant.meeting_id, seat_id
+            live.sids[seat_id] = sid
+        self._spawn(self._recorder_welcome(sid, live, seat_id))
+        return {"ok": True, "status": "joined"}
+
+    async def _recorder_welcome(self, sid: str, live: LiveMeeting, seat_id: str) -> None:
+        await asyncio.sleep(0)
+        async with live.lock:
+            if live.sids.get(seat_id) != sid:
+                return
+            stage = self._stage(live)
+            await stage.enter(seat_id)
+            await self.enter_room(sid, live.room_name)
+            snapshot = {
+                "self": {"id": seat_id, "kind": "recorder"},
+                "meeting": {"id": live.room.meeting.id, "title": live.room.meeting.title},
+                "participants": live.room.summary()["participants"],
+                "tracks": stage.tracks(),
+                "speaking": stage.speakers.as_dict(),
+                "ice_servers": client_ice_servers(self._settings, seat_id),
+            }
+            await self._tell(sid, "joined", snapshot)
+            stage.offer_soon(seat_id)
+
+    async def _recorder_gone(self, sid: str, live: LiveMeeting, seat_id: str) -> None:
+        """The recorder left or its connection dropped (under the lock): no grace period."""
+        if live.sids.get(seat_id) == sid:
+            del live.sids[seat_id]
+            await self._leave_rooms(sid, live)
+            if live.stage is not None:
+                self._spawn(live.stage.leave(seat_id))
+
+    # a hall's projector (web/static/projector.js): hidden, receives everyone but its hall
+
+    async def _join_projector(self, sid: str, conn: Connection, token: object) -> dict[str, Any]:
+        """Seat a projector with a roster member's personal token (the hall's): not in the
+        roster, lists or attendance; it receives every track but that roster entry's own."""
+        grant = self._tokens.check(token)
+        if grant.kind != "invite":
+            raise BadToken("a projector opens with a roster member's personal link")
+        entry = await self._store().get_entry(grant.meeting_id, grant.entry_id)
+        if entry is None:
+            raise BadToken("this invitation was withdrawn")
+        live = self._meetings.get(grant.meeting_id)
+        if live is None:
+            raise RoomError("not_live", "the meeting has not started yet")
+        seat_id = PROJECTOR_SEAT + secrets.token_urlsafe(6)
+        async with live.lock:
+            if self._meetings.get(grant.meeting_id) is not live:
+                raise RoomError("not_live", "the meeting has not started yet")
+            if conn.meeting_id is not None:
+                raise RoomError("already_joined", "this connection has already joined")
+            conn.meeting_id, conn.seat_id = grant.meeting_id, seat_id
+            live.sids[seat_id] = sid
+        self._spawn(self._projector_welcome(sid, live, seat_id, entry.id))
+        return {"ok": True, "status": "joined"}
+
+    async def _projector_welcome(
+        self, sid: str, live: LiveMeeting, seat_id: str, hall: str
+    ) -> None:
+        await asyncio.sleep(0)
+        async with live.lock:
+            if live.sids.get(seat_id) != sid:
+                return
+            stage = self._stage(live)
+            await stage.enter(seat_id, apart=hall)
+            await self.enter_room(sid, live.room_name)
+            snapshot = {
+                "self": {"id": seat_id, "kind": "projector", "hall": hall},
+                "meeting": {"id": live.room.meeting.id, "title": live.room.meeting.title},
+                "participants": live.room.summary()["participants"],
+                "tracks": stage.tracks(),
+                "speaking": stage.speakers.as_dict(),
+                "stage": stage.stage(),
+                "ice_servers": client_ice_servers(self._settings, seat_id),
+            }
+            await self._tell(sid, "joined", snapshot)
+            stage.offer_soon(seat_id)
+
     # events of joined participants
 
     async def _in_room(
@@ -313,6 +446,9 @@ class MeetingNamespace(RoomBroadcast):
                 if conn.entry_id is not None:
                     live.waiting.pop(conn.entry_id, None)
                     events = live.room.withdraw(conn.entry_id)
+                elif conn.seat_id is not None and conn.seat_id.startswith(HIDDEN_SEATS):
+                    await self._recorder_gone(sid, live, conn.seat_id)
+                    events = []
                 elif conn.seat_id is not None:
                     events = live.room.leave(conn.seat_id, "left")
                 else:
@@ -434,6 +570,60 @@ class MeetingNamespace(RoomBroadcast):
     async def _mute(self, sid: str, conn: Connection, p: dict[str, Any]) -> dict[str, Any]:
         target = required_ident(p)
         return await self._in_room(conn, lambda room, me: room.mute(me, target))
+
+    # recording (server/recordings.py): the service starts the egress and tells the room
+
+    def _may_record(self, conn: Connection) -> tuple[LiveMeeting, RecordingControl]:
+        live, seat_id = self._seated(conn)
+        if seat_id.startswith(RECORDER_SEAT) or not live.room.participant(seat_id).can(
+            Permission.RECORD
+        ):
+            raise Forbidden("only moderators may start or stop the recording")
+        if self.recordings is None:
+            raise RoomError("recording_failed", "recording is not available on this server")
+        return live, self.recordings
+
+    async def _recording_start(
+        self, sid: str, conn: Connection, p: dict[str, Any]
+    ) -> dict[str, Any]:
+        live, recordings = self._may_record(conn)
+        started = await recordings.start(live.room.meeting)
+        return {"ok": True, "recording": recordings.as_json(started)}
+
+    async def _recording_stop(
+        self, sid: str, conn: Connection, p: dict[str, Any]
+    ) -> dict[str, Any]:
+        live, recordings = self._may_record(conn)
+        stopped = await recordings.stop(live.room.meeting.id)
+        return {"ok": True, "recording": recordings.as_json(stopped)}
+
+    # the broadcast's stage: moderators spotlight a participant or give the floor
+
+    def _stage_moderator(self, conn: Connection) -> LiveMeeting:
+        live, seat_id = self._seated(conn)
+        seat = next((s for s in live.room.participants() if s.id == seat_id), None)
+        if seat is None or not seat.can(Permission.MODERATE):
+            raise Forbidden("only moderators choose what the broadcast shows")
+        return live
+
+    async def _spotlight(self, sid: str, conn: Connection, p: dict[str, Any]) -> dict[str, Any]:
+        if "participant" not in p:
+            raise Invalid("participant must be a participant id or null")
+        participant = ident(p, "participant", required=False)
+        live = self._stage_moderator(conn)
+        async with live.lock:
+            stage = self._stage(live)
+            await stage.set_spotlight(participant)
+            return {"ok": True, "stage": stage.stage()}
+
+    async def _floor(self, sid: str, conn: Connection, p: dict[str, Any]) -> dict[str, Any]:
+        participant = required_ident(p, "participant")
+        on = bool(flag(p, "on"))
+        live = self._stage_moderator(conn)
+        async with live.lock:
+            stage = self._stage(live)
+            await stage.set_floor(participant, on)
+            return {"ok": True, "stage": stage.stage()}
 
     # seats without a socket.io connection (server/whip.py)
 

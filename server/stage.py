@@ -4,23 +4,30 @@ subscription, and the one-at-a-time offer/answer loop per subscriber.
 media/ forwards and knows no people; rooms/ decides who may do what; this module ties the two
 for one meeting. Publication names are seat ids, so a track id is "<seat id>/<mid>" and the
 msid stream id a browser sees is the publishing seat's id.
+
+Who receives what: a seat that may publish (and a hidden recorder seat) receives every track
+but its own; a seat that may not (a viewer) receives only the broadcast's stage (rooms/onstage.py),
+re-offered as the stage changes; a projector seat receives every track but its hall's.
 """
 
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from media import sdp
 from media.errors import MediaError
+from media.forwarder import Forwarder
 from media.levels import ActiveSpeakers
 from media.links import LinkGuard
 from media.publisher import MAX_PUBLISHED_MEDIA, Publication
 from media.sfu import Sfu
 from media.subscriber import Subscription
 from rooms.errors import Forbidden, Invalid, NotFound, RoomError
+from rooms.onstage import OnStage, Published
 from rooms.participant import Participant
 from rooms.roles import Permission
 
@@ -33,10 +40,25 @@ SOURCES: dict[str, tuple[str, Permission]] = {
     "screen": ("video", Permission.PUBLISH_SCREEN),
 }
 PUBLISHING = frozenset(permission for _, permission in SOURCES.values())
+# An auto stage follows a new active speaker at most this often: in a quick exchange every
+# switch would re-offer to every viewer (and restart their video at a keyframe).
+SPEAKER_HOLD = 1.5
 
 Tell = Callable[[str, str, dict[str, Any]], Awaitable[None]]  # seat id, event, data
 Announce = Callable[[str, dict[str, Any]], Awaitable[None]]  # event, data to the whole room
 Spawn = Callable[[Awaitable[None]], object]
+Seats = Callable[[str], Participant | None]  # a seat of the room by id (None: not in it)
+
+
+class Follower(Protocol):
+    """A receive-only connection that cannot be renegotiated (a WHEP player, server/whep.py):
+    told the stage on each change, it moves what it can."""
+
+    closed: bool
+
+    def follow(
+        self, tracks: list[dict[str, Any]], active: str | None, find: Callable[[str], Forwarder]
+    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -71,6 +93,7 @@ class Receiver:
     audio_only: bool = False
     hidden: set[str] = field(default_factory=set)  # video the client paused (`video`)
     guard: LinkGuard = field(default_factory=LinkGuard)
+    apart: str | None = None  # a projector's hall: tracks of this roster entry's seat not sent
 
     def wants(self, track: Track) -> bool:
         """Whether the client wants this track's media now (bandwidth aside)."""
@@ -84,8 +107,11 @@ def media_error(exc: MediaError) -> RoomError:
 class Stage:
     """The media side of one live meeting."""
 
-    def __init__(self, sfu: Sfu, tell: Tell, announce: Announce, spawn: Spawn) -> None:
+    def __init__(
+        self, sfu: Sfu, tell: Tell, announce: Announce, spawn: Spawn, seats: Seats | None = None
+    ) -> None:
         self._sfu = sfu
+        self._seats = seats or (lambda seat_id: None)
         self._tell = tell
         self._announce = announce
         self._spawn = spawn
@@ -95,12 +121,31 @@ class Stage:
         self._receivers: dict[str, Receiver] = {}  # seat id -> its receive connection
         self._muted: set[str] = set()  # seats whose audio a moderator stopped
         self.speakers = ActiveSpeakers()
+        self.onstage = OnStage()
+        self._stage_ids: list[str] = []  # track ids on stage now
+        self._stage_told: dict[str, Any] | None = None  # the last `stage` event sent
+        self._lead_told: str | None = None  # the lead the followers last got
+        self._followers: set[Follower] = set()
+        self._speaker_moved = False  # a new active speaker the stage has not followed yet
+        self._restaged_at = -SPEAKER_HOLD  # time.monotonic() of the last change of the stage
         self.closed = False
 
     # reading
 
     def tracks(self) -> list[dict[str, Any]]:
         return [t.as_dict() for t in self._tracks.values()]
+
+    def stage(self) -> dict[str, Any]:
+        """The `stage` event and snapshot entry: mode, spotlight, floor, tracks on stage."""
+        return self.onstage.as_dict(self._stage_ids)
+
+    def lead(self) -> str | None:
+        """Who the broadcast shows first: the spotlit participant, else the active speaker."""
+        return self.onstage.spotlight or self.speakers.active
+
+    def stage_tracks(self) -> list[dict[str, Any]]:
+        """The tracks on stage (what viewers and WHEP players get)."""
+        return [self._tracks[tid].as_dict() for tid in self._stage_ids if tid in self._tracks]
 
     def publication(self, seat_id: str) -> Publication | None:
         """The seat's publish connection, if any (server/whip.py watches its state)."""
@@ -213,6 +258,9 @@ class Stage:
         sources = {t.source for t in self._tracks.values() if t.participant == seat.id}
         if any(not seat.can(SOURCES[s][1]) for s in sources):
             await self.unpublish(seat.id)
+        await self._restage()  # on_stage may have come or gone
+        if seat.id in self._receivers:  # a viewer given a publishing role gets everything
+            self._spawn(self._sync(seat.id))
 
     # moderation
 
@@ -240,11 +288,89 @@ class Stage:
         if changed:
             await self._announce("tracks", {"tracks": self.tracks()})
 
+    # the stage (moderators: `spotlight`, `floor`)
+
+    async def set_spotlight(self, participant: str | None) -> None:
+        """Show one participant on the stage (None: back to the floor or auto mode)."""
+        if participant is not None and self._seats(participant) is None:
+            raise NotFound("participant")
+        if self.onstage.set_spotlight(participant):
+            await self._restage()
+
+    async def set_floor(self, participant: str, on: bool) -> None:
+        """Give (on) or take the floor: on stage while they have it."""
+        if on and self._seats(participant) is None:
+            raise NotFound("participant")
+        if self.onstage.set_floor(participant, on):
+            await self._restage()
+
+    def _audience(self, seat_id: str) -> bool:
+        """A seat that may not publish watches the broadcast: it gets only the stage."""
+        seat = self._seats(seat_id)
+        return seat is not None and not any(seat.can(p) for p in PUBLISHING)
+
+    def _choose_stage(self) -> list[str]:
+        published = [Published(t.id, t.participant, t.source) for t in self._tracks.values()]
+        featured = []
+        for seat_id in dict.fromkeys(t.participant for t in published):
+            seat = self._seats(seat_id)
+            if seat is not None and seat.can(Permission.ON_STAGE):
+                featured.append(seat_id)
+        return self.onstage.tracks(published, featured, self.speakers.active)
+
+    async def _restage(self) -> None:
+        """Work out the stage again; if it changed, tell the room and re-offer to viewers."""
+        chosen = self._choose_stage()
+        moved = chosen != self._stage_ids
+        self._stage_ids = chosen
+        self._speaker_moved = False
+        if moved:
+            self._restaged_at = time.monotonic()
+        state = self.stage()
+        if state != self._stage_told:
+            self._stage_told = state
+            await self._announce("stage", state)
+        if moved:
+            for seat_id in list(self._receivers):
+                if self._audience(seat_id):
+                    self._spawn(self._sync(seat_id))
+        if moved or self.lead() != self._lead_told:
+            self._lead_told = self.lead()
+            self._tell_followers()
+
+    def follow(self, follower: Follower) -> None:
+        """Keep `follower` on the stage as it changes (until it closes)."""
+        self._followers.add(follower)
+
+    def _tell_followers(self) -> None:
+        tracks, lead = self.stage_tracks(), self.lead()
+        for follower in list(self._followers):
+            if follower.closed:
+                self._followers.discard(follower)
+                continue
+            try:
+                follower.follow(tracks, lead, self._sfu.track)
+            except Exception:  # one player's trouble must not stop the stage
+                log.exception("a WHEP player could not follow the stage")
+
+    def _wanted(self, seat_id: str, receiver: Receiver) -> dict[str, Track]:
+        """The tracks this seat receives now."""
+        if self._audience(seat_id):
+            return {tid: self._tracks[tid] for tid in self._stage_ids if tid in self._tracks}
+        wanted = {tid: t for tid, t in self._tracks.items() if t.participant != seat_id}
+        if receiver.apart is not None:
+            for tid, track in list(wanted.items()):
+                seat = self._seats(track.participant)
+                if seat is not None and seat.visitor.roster_id == receiver.apart:
+                    del wanted[tid]
+        return wanted
+
     # receiving
 
-    async def enter(self, seat_id: str) -> None:
+    async def enter(self, seat_id: str, apart: str | None = None) -> None:
         """A seat (re)joined on a connection: the old peer connections, from before a
-        reconnect, are closed and a fresh receiving one is made (offered by `offer_soon`)."""
+        reconnect, are closed and a fresh receiving one is made (offered by `offer_soon`).
+        `apart`: a projector's roster entry, whose own tracks it does not receive."""
         old = self._receivers.pop(seat_id, None)
         if old is not None:
             await self._sfu.unsubscribe(old.subscription)
@@ -252,7 +378,7 @@ class Stage:
             await self.unpublish(seat_id)
         if self.closed:
             return
-        self._receivers[seat_id] = Receiver(self._sfu.subscribe())
+        self._receivers[seat_id] = Receiver(self._sfu.subscribe(), apart=apart)
 
     def offer_soon(self, seat_id: str) -> None:
         """Send the seat its first subscribe_offer (after `joined`) when there is anything."""
@@ -338,6 +464,8 @@ class Stage:
     async def _changed(self) -> None:
         """The published tracks changed: tell the room, re-offer to every subscriber."""
         await self._announce("tracks", {"tracks": self.tracks()})
+        await self._restage()
+        self._tell_followers()  # a track may have come back on a new forwarder, same id
         for seat_id in self._receivers:
             self._spawn(self._sync(seat_id))
 
@@ -355,7 +483,7 @@ class Stage:
                 return
             receiver.dirty = False
             subscription = receiver.subscription
-            wanted = {tid: t for tid, t in self._tracks.items() if t.participant != seat_id}
+            wanted = self._wanted(seat_id, receiver)
             current = set(subscription.track_ids)
             changed = False
             for tid in current - wanted.keys():
@@ -400,10 +528,14 @@ class Stage:
         await self.unpublish(seat_id)  # waits for a publish in progress
         self._seat_locks.pop(seat_id, None)
         self.speakers.forget(seat_id)
+        self.onstage.forget(seat_id)
+        if not self.closed:
+            await self._restage()
 
     async def close(self) -> None:
         """The meeting is over: every connection closes."""
         self.closed = True
+        self._followers.clear()
         receivers = list(self._receivers.values())
         self._receivers.clear()
         for receiver in receivers:
@@ -427,8 +559,13 @@ class Stage:
         return levels
 
     async def tick_speakers(self) -> None:
+        active = self.speakers.active
         if self.speakers.update(self.speaking_levels()):
             await self._announce("speaking", self.speakers.as_dict())
+            if self.speakers.active != active:
+                self._speaker_moved = True
+        if self._speaker_moved and time.monotonic() - self._restaged_at >= SPEAKER_HOLD:
+            await self._restage()
 
     async def tick_links(self, seconds: float) -> None:
         """Pause video for subscribers whose link is too slow for it; resume when it recovers."""

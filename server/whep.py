@@ -1,10 +1,16 @@
 """A WHEP viewer's connection: the viewer offers receive-only sections, the server answers
-with the room's published tracks in them, forwarded like any subscriber's (no decoding).
+with the tracks on the broadcast's stage in them (rooms/onstage.py), forwarded like any
+subscriber's (no decoding).
 
-WHEP has no renegotiation, so the tracks are chosen once, when the offer comes: each offered
-section gets one track of its kind (video: the active speaker's camera first, then other
-cameras, then screens; audio: the active speaker's microphone first, then the others).
-Sections left over are answered inactive.
+WHEP has no renegotiation, so the tracks are chosen once, when the offer comes, from those on
+stage then: each offered section gets one track of its kind (video: the active speaker's
+camera first, then other cameras, then screens; audio: the active speaker's microphone first,
+then the others). Sections left over are answered inactive.
+
+As the stage moves on, `follow` moves a filled section to the stage's new choice without
+renegotiation when the new track has the section's codec: the section's feed is taken off one
+forwarder and put on the other, and restarts at the new track's next keyframe (the timestamps
+and sequence numbers continue, so the player sees one stream).
 """
 
 from collections.abc import Callable
@@ -46,6 +52,7 @@ class Viewer:
         self.pc = RTCPeerConnection(ice.configuration(settings))
         self.feeds: list[Feed] = []
         self.track_ids: list[str] = []
+        self.moves = 0  # sections moved to another track by `follow`
         self.closed = False
 
     async def answer(
@@ -98,6 +105,31 @@ class Viewer:
             raise MediaError("bad_sdp", f"cannot answer this offer: {exc}") from None
         return str(self.pc.localDescription.sdp)
 
+    def follow(
+        self, tracks: list[dict[str, Any]], active: str | None, find: Callable[[str], Forwarder]
+    ) -> None:
+        """Give each filled section the track the stage would give it now, where the codec
+        allows; a section whose choice has another codec, or none, keeps its track."""
+        if self.closed:
+            return
+        kinds = [feed.forwarder.kind for feed in self.feeds]
+        for index, track_id in enumerate(choose(tracks, active, kinds)):
+            feed = self.feeds[index]
+            if track_id is None:
+                continue
+            try:
+                forwarder = find(track_id)
+                # The same track id may be a new forwarder: its publisher published again.
+                if forwarder is feed.forwarder:
+                    continue
+                if codec_preferences(forwarder) != codec_preferences(feed.forwarder):
+                    continue
+            except MediaError:
+                continue
+            _move(feed, forwarder)
+            self.track_ids[index] = track_id
+            self.moves += 1
+
     async def close(self) -> None:
         if self.closed:
             return
@@ -105,3 +137,15 @@ class Viewer:
         for feed in self.feeds:
             feed.close()
         await self.pc.close()
+
+
+def _move(feed: Feed, forwarder: Forwarder) -> None:
+    """Feed `forwarder`'s packets to the feed's subscriber from its next keyframe on."""
+    feed.forwarder.detach(feed)
+    feed.forwarder = forwarder
+    # A forwarder that closed (its publisher left) turned its feeds off; a feed whose sender
+    # had started (its codec is negotiated) may run again.
+    if not feed.ready and not feed.closed and feed.payload_type:
+        feed.ready = True
+    forwarder.attach(feed)
+    feed.new_source()

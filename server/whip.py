@@ -354,11 +354,13 @@ async def _watch(request: web.Request) -> web.Response:
     tracks: list[dict[str, Any]] = []
     active = None
     if live is not None and live.stage is not None:
-        tracks = live.stage.tracks()
-        active = live.stage.speakers.as_dict().get("active")
+        tracks = live.stage.stage_tracks()  # viewers watch the stage (rooms/onstage.py)
+        active = live.stage.lead()
     sfu = app[SFU]
     viewer = Viewer(sfu.settings)
     answer = await viewer.answer(offer, tracks, active, sfu.track)
+    if live is not None and live.stage is not None:
+        live.stage.follow(viewer)  # its sections follow the stage where the codecs allow
     session = Session(secrets.token_urlsafe(12), "whep", meeting.id, owner, viewer=viewer)
     app[SESSIONS][session.id] = session
     _end_with(app, session, viewer.pc)

@@ -29,7 +29,11 @@ def free_port() -> int:
 def settings(tmp_path: Path) -> Settings:
     port = free_port()
     base = Settings(host="127.0.0.1", port=port, data_dir=tmp_path / "data")
-    return replace(with_secrets(base), reconnect_grace=2.0)
+    # A small live programme keeps recording tests light on two cores; the default
+    # (1280x720, 30 fps) is what the load tool measures (README, "Performance").
+    return replace(
+        with_secrets(base), reconnect_grace=2.0, programme_size="640x360", programme_fps=25
+    )
 
 
 @dataclass

@@ -319,7 +319,8 @@ async def test_a_broken_link_is_rebuilt_and_a_new_role_changes_what_is_published
 async def test_the_viewer_page_plays_the_room(live_server: LiveServer) -> None:
     meeting = await make_meeting(live_server, title="Открытое заседание", visibility="public")
     host_token = await invite(live_server, meeting, "Ольга Иванова", "host")
-    anna_token = await invite(live_server, meeting, "Анна Петрова", "participant")
+    # Viewers receive the stage (docs/protocol.md): a speaker is on it by role, as the host is.
+    anna_token = await invite(live_server, meeting, "Анна Петрова", "speaker")
     async with chromium() as browser:
         host_tab, anna_tab, viewer_tab = [await open_tab(browser) for _ in range(3)]
         host, viewer = host_tab.page, viewer_tab.page

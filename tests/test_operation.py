@@ -62,3 +62,9 @@ def test_settings_come_from_veche_variables_and_flags_override_them() -> None:
         from_env({"VECHE_PORT": "eighty"})
     with pytest.raises(ValueError, match="LOG_FORMAT"):
         from_env({"VECHE_LOG_FORMAT": "xml"})
+    assert from_env({"VECHE_PROGRAMME_SIZE": "640x360"}).programme_size == "640x360"
+    for size in ("640", "10x10", "640x360x2", "../x", "99999x360"):
+        with pytest.raises(ValueError, match="PROGRAMME_SIZE"):
+            from_env({"VECHE_PROGRAMME_SIZE": size})
+    with pytest.raises(ValueError, match="PROGRAMME_FPS"):
+        from_env({"VECHE_PROGRAMME_FPS": "0"})

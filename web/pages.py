@@ -12,7 +12,7 @@ from yarl import URL
 
 from rooms.errors import RoomError
 from rooms.meeting import Meeting
-from rooms.roles import Role
+from rooms.roles import Permission, Role, can
 from rooms.roster import RosterEntry
 from web.assets import INSTALL_HINT, Assets
 from web.backend import BACKEND, Backend
@@ -70,6 +70,14 @@ WITHDRAWN = Problem(
     N_("You are no longer on this meeting's list. Ask the meeting's host for a new link."),
 )
 NOT_HOST = Problem(403, N_("Not allowed"), N_("This link does not let you manage this meeting."))
+NOT_HALL = Problem(
+    403,
+    N_("This link cannot open the hall's pages"),
+    N_(
+        "The hall's station and projector open with the personal link of a roster entry "
+        "that may publish, for example Hall 1 with the role speaker."
+    ),
+)
 NEEDS_LINK = Problem(
     401,
     N_("This meeting needs an invitation"),
@@ -237,24 +245,40 @@ async def meetings(request: web.Request) -> web.StreamResponse:
     return render(request, "meetings.html", {"meetings": listed}, config={"api": "/api/meetings"})
 
 
+class SignIn(Exception):
+    """The page is the admin's: send the browser to the login page."""
+
+
+async def host_access(request: web.Request, meeting_id: str) -> str:
+    """Who manages `meeting_id` here: "" for the admin (the cookie authorizes the page's API
+    calls), or the host's own token from ?token=. Raises SignIn or PageError."""
+    if is_admin(request):
+        return ""
+    token = request.query.get("token", "")
+    if not token:
+        raise SignIn()
+    backend = request.app[BACKEND]
+    try:
+        claim = backend.check_token(token)
+    except RoomError:
+        raise PageError(BAD_LINK) from None
+    entry = None
+    if claim.kind == "invite" and claim.meeting_id == meeting_id:
+        entry = await backend.entry(meeting_id, claim.entry_id)
+    if entry is None or entry.role is not Role.HOST:
+        raise PageError(NOT_HOST)
+    return token
+
+
 async def meeting_admin(request: web.Request) -> web.StreamResponse:
     backend = request.app[BACKEND]
     meeting_id = request.match_info["meeting_id"]
-    token = request.query.get("token", "")
-    if not is_admin(request):
-        if not token:
-            return to_login(request)
-        try:
-            claim = backend.check_token(token)
-        except RoomError:
-            return error_page(request, BAD_LINK)
-        entry = None
-        if claim.kind == "invite" and claim.meeting_id == meeting_id:
-            entry = await backend.entry(meeting_id, claim.entry_id)
-        if entry is None or entry.role is not Role.HOST:
-            return error_page(request, NOT_HOST)
-    else:
-        token = ""  # the cookie authorizes the page's API calls
+    try:
+        token = await host_access(request, meeting_id)
+    except SignIn:
+        return to_login(request)
+    except PageError as error:
+        return error_page(request, error.problem)
     meeting = await backend.meeting(meeting_id)
     if meeting is None:
         return error_page(request, NO_MEETING)
@@ -273,6 +297,14 @@ async def meeting_admin(request: web.Request) -> web.StreamResponse:
         "watch_url": f"{backend.base_url}/watch/{meeting_id}",
         "admin_mode": not token,
         "room_url": str(url(request, "room", token=token)) if token else None,
+        "recordings_url": str(
+            url(
+                request,
+                "meeting_recordings",
+                {"token": token} if token else None,
+                meeting_id=meeting_id,
+            )
+        ),
     }
     config = {
         "api": f"/api/meetings/{meeting_id}",
@@ -339,6 +371,27 @@ async def join(request: web.Request) -> web.StreamResponse:
 
 async def room(request: web.Request) -> web.StreamResponse:
     return await _invited_page(request, "room.html")
+
+
+async def hall(request: web.Request) -> web.StreamResponse:
+    return await _hall_page(request, "hall.html")
+
+
+async def projector(request: web.Request) -> web.StreamResponse:
+    return await _hall_page(request, "projector.html")
+
+
+async def _hall_page(request: web.Request, template: str) -> web.StreamResponse:
+    """The hall's station (its camera and microphone) and its projector (the remote speakers):
+    both open with the personal link of the hall's roster entry (docs/hall.md)."""
+    try:
+        invitation = await open_invitation(request, request.match_info["token"])
+    except PageError as error:
+        return error_page(request, error.problem)
+    if invitation.entry is None or not can(invitation.role, Permission.PUBLISH_VIDEO):
+        return error_page(request, NOT_HALL)
+    context = {"meeting": invitation.meeting, "invitation": invitation}
+    return render(request, template, context, config=room_config(request, invitation))
 
 
 async def _invited_page(request: web.Request, template: str) -> web.StreamResponse:
@@ -427,6 +480,8 @@ def setup_web(app: web.Application, backend: Backend, assets: Assets) -> None:
     router.add_get("/meetings/{meeting_id}", meeting_admin, name="meeting")
     router.add_get("/j/{token}", join, name="join")
     router.add_get("/j/{token}/room", room, name="room")
+    router.add_get("/j/{token}/hall", hall, name="hall")
+    router.add_get("/j/{token}/projector", projector, name="projector")
     router.add_get("/watch/{meeting_id}", watch, name="watch")
     router.add_get("/vendor/socket.io.min.js", socketio_client, name="socketio_client")
     router.add_static("/static/", HERE / "static", name="static", append_version=True)

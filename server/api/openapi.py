@@ -122,6 +122,48 @@ SCHEMAS: dict[str, Schema] = {
         },
     ),
     "Attendance": _object(["attendance"], {"attendance": {"type": "array", "items": _ref("Stay")}}),
+    "Recording": _object(
+        [
+            "id",
+            "meeting",
+            "title",
+            "status",
+            "progress",
+            "started_at",
+            "stopped_at",
+            "duration",
+            "size",
+            "error",
+            "keep",
+            "expires_at",
+            "file",
+            "page",
+        ],
+        {
+            "id": _TEXT,
+            "meeting": _TEXT,
+            "title": _TEXT,
+            "status": {
+                "type": "string",
+                "enum": ["recording", "finishing", "rendering", "ready", "failed"],
+            },
+            "progress": {"oneOf": [{"type": "null"}, {"type": "integer"}]},
+            "started_at": _TIME,
+            "stopped_at": {"oneOf": [{"type": "null"}, _TIME]},
+            "duration": {"type": "number", "description": "seconds of programme"},
+            "size": {"type": "integer", "description": "bytes of programme.mp4"},
+            "error": _TEXT,
+            "keep": {"type": "boolean"},
+            "expires_at": {"oneOf": [{"type": "null"}, _TIME]},
+            "file": _TEXT,
+            "page": _TEXT,
+        },
+        closed=False,
+    ),
+    "RecordingList": _object(
+        ["recordings"], {"recordings": {"type": "array", "items": _ref("Recording")}}
+    ),
+    "RecordingChanges": _object(["keep"], {"keep": {"type": "boolean"}}),
     "Error": _object(
         ["error"],
         {"error": _object(["code", "message"], {"code": _TEXT, "message": _TEXT})},
@@ -135,6 +177,8 @@ _ERRORS = {
     "404": "no such meeting or roster entry",
     "413": "the body is larger than 64 KiB",
     "415": "the body is not application/json",
+    "409": "the recording's state refuses it: already_recording, not_recording, not_live, busy",
+    "503": "recording_failed: the recording process could not start",
 }
 
 
@@ -167,7 +211,110 @@ def _operation(
 
 _MID = {"name": "meeting_id", "in": "path", "required": True, "schema": _TEXT}
 _EID = {"name": "entry_id", "in": "path", "required": True, "schema": _TEXT}
+_RID = {"name": "recording_id", "in": "path", "required": True, "schema": _TEXT}
 _ADMIN = ("401", "403")
+
+# Recordings (docs/api.md, "Recordings"): control by the admin or a moderator's invite token;
+# reading is public for public meetings, else for the meeting's roster (an invite token, also
+# as ?token= so that a <video> can play it) and the admin.
+_CONTROL: list[Schema] = [{"apiKey": []}, {"adminSession": []}, {"meetingToken": []}]
+_READ: list[Schema] = [*_CONTROL, {}]
+
+
+def _recording_op(summary: str, ok: tuple[str, str, str | None], **options: Any) -> Schema:
+    read = options.pop("read", False)
+    op = _operation(summary, ok, **options)
+    op["security"] = _READ if read else _CONTROL
+    return op
+
+
+_TOKEN_QUERY = {
+    "name": "token",
+    "in": "query",
+    "required": False,
+    "schema": _TEXT,
+    "description": "an invite token of the meeting, instead of the Authorization header",
+}
+_FILE_RESPONSE = {
+    "description": "the programme, H.264 + AAC, fast start",
+    "content": {"video/mp4": {}},
+}
+
+RECORDING_PATHS: dict[str, Schema] = {
+    "/api/meetings/{meeting_id}/recording": {
+        "parameters": [_MID],
+        "post": _recording_op(
+            "Start recording a live meeting (admin, or a moderator's token)",
+            ("201", "the new recording", "Recording"),
+            errors=("401", "403", "404", "409", "503"),
+        ),
+        "delete": _recording_op(
+            "Stop the meeting's recording; its programme is finished in the background",
+            ("200", "the recording, finishing", "Recording"),
+            errors=("401", "403", "404", "409"),
+        ),
+    },
+    "/api/recordings": {
+        "parameters": [
+            {
+                "name": "meeting",
+                "in": "query",
+                "required": False,
+                "schema": _TEXT,
+                "description": "one meeting's recordings; without it all (admin only)",
+            },
+            _TOKEN_QUERY,
+        ],
+        "get": _recording_op(
+            "Recordings, newest first", ("200", "recordings", "RecordingList"), read=True
+        ),
+    },
+    "/api/recordings/{recording_id}": {
+        "parameters": [_RID],
+        "get": _recording_op("One recording", ("200", "the recording", "Recording"), read=True),
+        "patch": _recording_op(
+            "Keep a recording past retention, or not",
+            ("200", "the recording", "Recording"),
+            body="RecordingChanges",
+        ),
+        "delete": _recording_op(
+            "Delete a recording and its files (admin, or the meeting's host)",
+            ("204", "deleted", None),
+            errors=("401", "403", "404", "409"),
+        ),
+    },
+    "/api/recordings/{recording_id}/file": {
+        "parameters": [
+            _RID,
+            _TOKEN_QUERY,
+            {
+                "name": "download",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "string", "enum": ["1"]},
+                "description": "1: as an attachment (Content-Disposition) named after the title",
+            },
+        ],
+        "get": {
+            "summary": "The programme MP4 (Range requests: 206)",
+            "security": _READ,
+            "responses": {
+                "200": _FILE_RESPONSE,
+                "206": {**_FILE_RESPONSE, "description": "the requested byte range"},
+                "416": {"description": "the range is outside the file"},
+                **{c: _json("Error", _ERRORS[c]) for c in ("401", "403", "404")},
+            },
+        },
+    },
+    "/api/recordings/{recording_id}/render": {
+        "parameters": [_RID],
+        "post": _recording_op(
+            "Render the programme again from the tracks, in the background",
+            ("202", "the recording, rendering", "Recording"),
+            errors=("401", "403", "404", "409"),
+        ),
+    },
+}
 
 PATHS: dict[str, Schema] = {
     "/api/meetings": {
@@ -233,6 +380,7 @@ PATHS: dict[str, Schema] = {
             },
         },
     },
+    **RECORDING_PATHS,
     "/api/openapi.json": {
         "get": {
             "summary": "This document",
@@ -340,7 +488,7 @@ def _api_document(server_url: str) -> Schema:
         "info": {
             "title": "Veche REST API",
             "version": "1",
-            "description": "Meetings, roster, links and attendance. See docs/api.md.",
+            "description": "Meetings, roster, links, attendance and recordings. See docs/api.md.",
         },
         "servers": [{"url": server_url}],
         "security": [{"apiKey": []}, {"hostToken": []}, {"adminSession": []}],

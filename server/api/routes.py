@@ -2,7 +2,7 @@
 
 from aiohttp import web
 
-from server.api import attendance, meetings, openapi, roster
+from server.api import attendance, meetings, openapi, recordings, roster
 from server.errors import Handler
 
 _M = "/api/meetings/{meeting_id}"
@@ -23,6 +23,7 @@ ROUTES: list[tuple[str, str, Handler, str]] = [
     ("GET", _M + "/attendance", attendance.attendance, "api.attendance"),
     ("GET", _M + "/attendance.csv", attendance.attendance_csv, "api.attendance_csv"),
     ("GET", "/api/openapi.json", openapi.openapi_json, "api.openapi"),
+    *recordings.ROUTES,
 ]
 
 

@@ -39,6 +39,8 @@
     active: null,
     paused: new Set(), // our video the server paused for a slow link
     audioOnly: false,
+    // The broadcast's stage (docs/protocol.md `stage`): what viewers see.
+    stage: { mode: "auto", spotlight: null, floor: [], tracks: [] },
   };
   window.VecheRoom = { state }; // for the browser tests (getStats(), a dropped socket)
   const codec = (new URLSearchParams(location.search).get("codec") || "VP8").toUpperCase();
@@ -116,6 +118,8 @@
     else if (person.role !== "viewer") icons.push(icon("micOff", t("Microphone off")));
     if (person.camera) icons.push(icon("camera", t("Camera on")));
     if (person.screen) icons.push(icon("screen", t("Sharing the screen")));
+    if (state.stage.spotlight === person.id) icons.push(el("span", "badge", t("Spotlight")));
+    else if (state.stage.floor.includes(person.id)) icons.push(el("span", "badge", t("Has the floor")));
     if (!person.connected) icons.push(icon("away", t("Reconnecting…")));
     return icons;
   }
@@ -163,6 +167,7 @@
         if (person.hand) actions.append(action(t("Lower hand"), () => emit("hand", { raised: false, id: person.id })));
         actions.append(...muteActions(person));
       }
+      if (can("moderate") && person.role !== "viewer") actions.append(...stageActions(person));
       const roles = state.self ? assignable(person) : [];
       if (roles.length) {
         const select = el("select", "small");
@@ -186,6 +191,23 @@
     $("people-count").textContent = String(people.length);
   }
 
+  // The broadcast's stage: a moderator spotlights one person or gives several the floor.
+  function stageActions(person) {
+    const spotlit = state.stage.spotlight === person.id;
+    const floor = state.stage.floor.includes(person.id);
+    return [
+      action(spotlit ? t("End spotlight") : t("Spotlight"),
+        () => emit("spotlight", { participant: spotlit ? null : person.id }), spotlit ? "on" : ""),
+      action(floor ? t("Take the floor") : t("Give the floor"),
+        () => emit("floor", { participant: person.id, on: !floor }), floor ? "on" : ""),
+    ];
+  }
+
+  function onStage() {
+    const ids = new Set(state.stage.tracks || []);
+    return new Set(state.tracks.filter((info) => ids.has(info.id)).map((info) => info.participant));
+  }
+
   function muteActions(person) {
     if (!person.mic || !can("moderate") || (state.self && person.id === state.self.id)) return [];
     return [
@@ -207,7 +229,13 @@
 
   function renderTiles(people) {
     const received = state.tracks.filter((info) => state.media.has(info.id));
+    let active = state.active;
     if (config.watch) {
+      // A viewer sees the stage: its people only (and itself once given the floor), the
+      // spotlit person large.
+      const shownIds = onStage();
+      people = people.filter((p) => shownIds.has(p.id) || (state.self && p.id === state.self.id && state.self.role !== "viewer"));
+      active = state.stage.spotlight || active;
       const shown = received.length > 0 || state.on.camera || Boolean(state.local.screen);
       $("broadcast").hidden = shown;
       $("tiles").hidden = !shown;
@@ -222,7 +250,7 @@
       tracks: state.tracks,
       media: state.media,
       speaking: state.speaking,
-      active: state.active,
+      active,
       paused: state.paused,
       audioOnly: state.audioOnly,
     });
@@ -416,6 +444,7 @@
     for (const message of snapshot.chat || []) addChat(message);
     state.iceServers = snapshot.ice_servers || [];
     state.tracks = snapshot.tracks || [];
+    if (snapshot.stage) state.stage = snapshot.stage;
     state.paused = new Set();
     state.rebuilding = false;
     setConnection("connected");
@@ -486,6 +515,10 @@
   });
   socket.on("tracks", (data) => {
     state.tracks = data.tracks || [];
+    render();
+  });
+  socket.on("stage", (data) => {
+    state.stage = data;
     render();
   });
   socket.on("speaking", (data) => {
