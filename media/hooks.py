@@ -31,6 +31,9 @@ logger = logging.getLogger(__name__)
 # unwrapping, NACK generation and REMB; replacing it taps packets and starves the decoder thread,
 # so no decoder is ever created.
 RECEIVER_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
+# RTCRtpReceiver: the REMB estimator its _handle_rtp_packet feeds for video; a receiver whose
+# bandwidth is not a constraint (the recording process, on the server's machine) drops it.
+RECEIVER_BITRATE_ESTIMATOR = "_RTCRtpReceiver__remote_bitrate_estimator"
 # Sends a PLI for a media SSRC on the publisher's connection (keyframe relay).
 RECEIVER_SEND_PLI = "_send_rtcp_pli"
 # Where the DTLS transport routes a publisher's sender reports: their NTP/RTP mapping is kept so
@@ -78,6 +81,7 @@ class Name(NamedTuple):
 NAMES = (
     Name("RTCRtpReceiver", RECEIVER_JITTER_BUFFER),
     Name("RTCRtpReceiver", RECEIVER_SEND_PLI),
+    Name("RTCRtpReceiver", RECEIVER_BITRATE_ESTIMATOR),
     Name("RTCRtpReceiver", RECEIVER_HANDLE_RTCP),
     Name("RTCRtpSender", SENDER_STREAM_ID),
     Name("RTCRtpSender", SENDER_SSRC),
@@ -126,6 +130,37 @@ def tap_receiver(receiver: RTCRtpReceiver, on_packet: Callable[[RtpPacket], None
     if not callable(getattr(buffer, "add", None)):
         raise HookError(RECEIVER_JITTER_BUFFER, "has no add()")
     setattr(receiver, RECEIVER_JITTER_BUFFER, _Tap(on_packet))
+
+
+class _Tee:
+    """Stands in for the receiver's jitter buffer: each packet to `on_packet`, then on to the
+    real buffer, whose frames aiortc decodes."""
+
+    __slots__ = ("buffer", "on_packet")
+
+    def __init__(self, buffer: Any, on_packet: Callable[[RtpPacket], None]) -> None:
+        self.buffer = buffer
+        self.on_packet = on_packet
+
+    def add(self, packet: RtpPacket) -> Any:
+        self.on_packet(packet)
+        return self.buffer.add(packet)
+
+
+def tee_receiver(receiver: RTCRtpReceiver, on_packet: Callable[[RtpPacket], None]) -> None:
+    """Hand each of a receiver's packets (RTX unwrapped) to `on_packet` and still decode them
+    (the recording process writes the packets and composes the decoded pictures)."""
+    buffer = _require(receiver, RECEIVER_JITTER_BUFFER)
+    if not callable(getattr(buffer, "add", None)):
+        raise HookError(RECEIVER_JITTER_BUFFER, "has no add()")
+    setattr(receiver, RECEIVER_JITTER_BUFFER, _Tee(buffer, on_packet))
+
+
+def no_bandwidth_estimate(receiver: RTCRtpReceiver) -> None:
+    """Stop a receiver's REMB: aiortc sends one whenever its estimate moves, which costs the
+    recording process a tenth of its main thread and tells the SFU nothing it needs."""
+    _require(receiver, RECEIVER_BITRATE_ESTIMATOR)
+    setattr(receiver, RECEIVER_BITRATE_ESTIMATOR, None)
 
 
 def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> Awaitable[None]:

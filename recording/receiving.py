@@ -21,7 +21,6 @@ from aiortc.mediastreams import MediaStreamError
 from aiortc.rtp import RtcpSrPacket, RtpPacket
 
 from media import hooks, ice
-from media.errors import HookError
 from recording.capture import Capture, CapturedTrack
 from recording.errors import RecordingError
 from recording.rtpframes import RtpData
@@ -179,34 +178,15 @@ class Section:
                 await self._pump
 
 
-class _PassOn:
-    """Stands in for a receiver's jitter buffer: each packet to the capture, then on to the
-    real buffer, whose frames aiortc decodes (for the programme)."""
-
-    __slots__ = ("buffer", "on_packet")
-
-    def __init__(self, buffer: Any, on_packet: Callable[[RtpPacket], None]) -> None:
-        self.buffer = buffer
-        self.on_packet = on_packet
-
-    def add(self, packet: RtpPacket) -> Any:
-        self.on_packet(packet)
-        return self.buffer.add(packet)
-
-
 def _tap(
     transceiver: RTCRtpTransceiver, on_packet: Callable[[RtpPacket], None], decode: bool
 ) -> None:
     receiver = transceiver.receiver
-    if not decode:
+    hooks.no_bandwidth_estimate(receiver)
+    if decode:
+        hooks.tee_receiver(receiver, on_packet)  # aiortc decodes for the programme
+    else:
         hooks.tap_receiver(receiver, on_packet)  # no decoder is ever made
-        return
-    # aiortc's own jitter buffer stays behind the tap (media/hooks.py names it).
-    name = hooks.RECEIVER_JITTER_BUFFER
-    buffer = getattr(receiver, name, None)
-    if not callable(getattr(buffer, "add", None)):
-        raise HookError(name, "not found on RTCRtpReceiver")
-    setattr(receiver, name, _PassOn(buffer, on_packet))
 
 
 class Receiving:
