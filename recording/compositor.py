@@ -263,6 +263,12 @@ class Compositor:
         if self.error is not None:
             raise self.error
 
+    def stop(self) -> None:
+        """End the programme now: no frame is made after this moment, even if `finish` comes
+        later (the recording has stopped; pictures stop arriving as its connection closes)."""
+        if self._stop_at is None:
+            self._stop_at = self._now()
+
     def tick(self) -> None:
         """Make the next frame now (manual clock)."""
         if not self.manual:

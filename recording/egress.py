@@ -49,6 +49,7 @@ class LiveProgramme(Programme, Protocol):
     def leave(self, participant: str) -> None: ...
     def speaking(self, participant: str | None) -> None: ...
     def screen(self, participant: str, on: bool) -> None: ...
+    def stop(self) -> None: ...
     async def run(self) -> None: ...
     async def finish(self) -> Path: ...
 
@@ -96,6 +97,7 @@ class Recorder:
         self._link: MeetingLink | None = None
         self._receiving: Receiving | None = None
         self._present: dict[str, str] = {}  # participant id -> name
+        self._shown: set[str] = set()  # in the programme's layout
         self._speaking: set[str] = set()
         self._active: str | None = None
         self._stop = asyncio.Event()
@@ -106,6 +108,13 @@ class Recorder:
         """Finish the recording soon (signal handlers call this)."""
         self._stop_reason = reason
         self._stop.set()
+        self._end_programme()
+
+    def _end_programme(self) -> None:
+        # The programme ends at the stop, not when the files are closed a moment later: by
+        # then the pictures have stopped coming and the last frames would be empty cards.
+        if self.programme is not None:
+            self.programme.stop()
 
     # the run
 
@@ -187,9 +196,12 @@ class Recorder:
                     return reason
                 if not self._present:
                     # The server forgets an empty room (and stops its recording).
-                    return "empty"
+                    reason = "empty"
+                    return reason
         finally:
             stopping.cancel()
+            if reason and reason != "retry":
+                self._end_programme()
             await self._link.close(leave=reason != "ended")  # the server closes it then
             receiving, self._receiving = self._receiving, None
             await receiving.close()
@@ -200,15 +212,16 @@ class Recorder:
         """Who is there on (re)joining: joined/left for the differences, all now."""
         at = time.time()
         people = {
-            str(p["id"]): str(p.get("name", ""))
+            str(p["id"]): p
             for p in snapshot.get("participants", [])
             if isinstance(p, dict) and isinstance(p.get("id"), str)
         }
         for participant in [p for p in self._present if p not in people]:
             self._left(participant, at)
-        for participant, name in people.items():
+        for participant, person in people.items():
             if participant not in self._present:
-                self._joined(participant, name, at)
+                self._joined(participant, str(person.get("name", "")), at)
+            self._show(participant, person)
         speaking = snapshot.get("speaking")
         if isinstance(speaking, dict):
             self._speakers(speaking, at)
@@ -226,6 +239,9 @@ class Recorder:
                 return "retry"
         elif event == "participant_joined" and isinstance(data.get("id"), str):
             self._joined(data["id"], str(data.get("name", "")), at)
+            self._show(data["id"], data)
+        elif event == "participant_updated" and isinstance(data.get("id"), str):
+            self._show(data["id"], data)
         elif event == "participant_left" and isinstance(data.get("id"), str):
             self._left(data["id"], at)
         elif event == "speaking":
@@ -250,7 +266,18 @@ class Recorder:
     def _joined(self, participant: str, name: str, at: float) -> None:
         self._present[participant] = name
         self._timeline(lambda t: t.joined(participant, name, at))
-        self._program(lambda p: p.join(participant, name))
+
+    def _show(self, participant: str, person: dict[str, Any]) -> None:
+        """In the programme's layout: everyone but broadcast viewers (who have no picture to
+        show) — a viewer given the floor appears when their role changes."""
+        shown = person.get("role") != "viewer" and participant in self._present
+        if shown and participant not in self._shown:
+            self._shown.add(participant)
+            name = self._present[participant]
+            self._program(lambda p: p.join(participant, name))
+        elif not shown and participant in self._shown:
+            self._shown.discard(participant)
+            self._program(lambda p: p.leave(participant))
 
     def _left(self, participant: str, at: float) -> None:
         if self._present.pop(participant, None) is None:
@@ -259,7 +286,9 @@ class Recorder:
             self._speaking.discard(participant)
             self._timeline(lambda t: t.speaking(participant, False, at))
         self._timeline(lambda t: t.left(participant, at))
-        self._program(lambda p: p.leave(participant))
+        if participant in self._shown:
+            self._shown.discard(participant)
+            self._program(lambda p: p.leave(participant))
 
     def _speakers(self, data: dict[str, Any], at: float) -> None:
         names = data.get("speaking")
