@@ -5,7 +5,9 @@ live window and the final VOD list come from one record of the segments."""
 
 import math
 import os
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,9 @@ class HlsWriter:
         self._start = 0.0
         self._end = 0.0  # the end of the latest packet in the open segment
         self.closed = False
+        # The wall clock at programme time 0: the compositor makes the writer as its clock
+        # starts, so #EXT-X-PROGRAM-DATE-TIME tells a player how far behind live it plays.
+        self.origin = time.time()
 
     def write(self, packet: Any) -> None:
         """Add one packet (it is rebased and muxed: the caller has done with it). A video
@@ -117,7 +122,11 @@ class HlsWriter:
         if final:
             lines.append("#EXT-X-PLAYLIST-TYPE:VOD")
         for segment in shown:
-            lines += [f"#EXTINF:{segment.duration:.3f},", segment.name]
+            lines += [
+                f"#EXT-X-PROGRAM-DATE-TIME:{_date(self.origin + segment.start)}",
+                f"#EXTINF:{segment.duration:.3f},",
+                segment.name,
+            ]
         if final:
             lines.append("#EXT-X-ENDLIST")
         # A player polling the playlist never reads half of it.
@@ -125,6 +134,10 @@ class HlsWriter:
         temporary = path.with_name(f".{PLAYLIST}.{os.getpid()}")
         temporary.write_text("\n".join(lines) + "\n", encoding="utf-8")
         temporary.replace(path)
+
+
+def _date(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def read_playlist(path: Path) -> tuple[list[tuple[str, Fraction]], dict[str, str]]:

@@ -14,6 +14,7 @@ from server.config import Settings
 from server.context import METRICS, SETTINGS, STORE, TOKENS
 from server.errors import json_errors
 from server.health import READY, setup_health
+from server.hls import setup_hls
 from server.metrics import Metrics
 from server.pages import setup_pages
 from server.recordings import setup_recordings
@@ -53,6 +54,7 @@ def create_app(settings: Settings) -> web.Application:
     setup_signaling(app)
     setup_recordings(app)
     setup_whip(app)
+    setup_hls(app)
     setup_pages(app)
     app.cleanup_ctx.append(_readiness)
     return app

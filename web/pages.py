@@ -14,7 +14,7 @@ from rooms.errors import RoomError
 from rooms.meeting import Meeting
 from rooms.roles import Permission, Role, can
 from rooms.roster import RosterEntry
-from web.assets import INSTALL_HINT, Assets
+from web.assets import INSTALL_HINT, Assets, vendor_script
 from web.backend import BACKEND, Backend
 from web.i18n import LANG_COOKIE, LANGUAGES, Catalogs, choose_language
 
@@ -484,4 +484,5 @@ def setup_web(app: web.Application, backend: Backend, assets: Assets) -> None:
     router.add_get("/j/{token}/projector", projector, name="projector")
     router.add_get("/watch/{meeting_id}", watch, name="watch")
     router.add_get("/vendor/socket.io.min.js", socketio_client, name="socketio_client")
+    router.add_get("/vendor/hls.min.js", vendor_script(assets.hls, "hls.js"), name="hls_client")
     router.add_static("/static/", HERE / "static", name="static", append_version=True)

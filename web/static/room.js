@@ -44,6 +44,8 @@
   };
   window.VecheRoom = { state }; // for the browser tests (getStats(), a dropped socket)
   const codec = (new URLSearchParams(location.search).get("codec") || "VP8").toUpperCase();
+  // Without WebRTC (an old or locked-down browser) the viewer page plays HLS (hls_player.js).
+  const webrtc = typeof RTCPeerConnection !== "undefined";
 
   // --- small views ---
 
@@ -451,7 +453,7 @@
     render();
     sendState();
     if (state.audioOnly) emit("audio_only", { on: true });
-    local.connectMedia();
+    if (webrtc) local.connectMedia();
   });
   socket.on("lobby", (data) => showLobby(data.position));
   socket.on("admitted", () => { $("lobby-position").textContent = t("Admitted: entering…"); });
@@ -510,6 +512,7 @@
     toast(t("{name} muted your microphone").replace("{name}", data.by));
   });
   socket.on("subscribe_offer", (data) => {
+    if (!webrtc) return;
     if (!state.subscriber) state.subscriber = local.newSubscriber();
     state.subscriber.offer(data).catch((error) => toast(t("Could not receive the others' audio and video:") + " " + error.message));
   });
