@@ -36,6 +36,12 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument("--whip-token", help="Bearer token for WHIP")
     common.add_argument("--whep-token", help="Bearer token for WHEP")
     common.add_argument("--server-pid", type=int, help="an external server's pid, for its CPU")
+    common.add_argument(
+        "--veche-whip",
+        action="store_true",
+        help="--server veche: publish over WHIP and watch over WHEP (POST /whip|/whep/MEETING) "
+        "instead of socket.io; broadcast and sweep only",
+    )
     common.add_argument("--codec", choices=clip.CODECS, default="vp8")
     common.add_argument("--bitrate", type=int, default=1_000_000, help="clip video bit/s")
     common.add_argument("--seconds", type=float, default=10, help="steady window per run")
@@ -134,6 +140,15 @@ async def _veche(args: argparse.Namespace) -> AsyncIterator[Running]:
         target = VecheTarget(url, key)
         stack.push_async_callback(target.close)
         await target.create_meeting()
+        if args.veche_whip:
+            if args.scenario == "meeting":
+                raise SystemExit("--veche-whip: broadcast and sweep only (one WHIP publisher)")
+            # The hall's way in: a speaker's roster token for WHIP, a viewer link for WHEP.
+            publish, watch = await target.whip_whep_endpoints()
+            whip_target = WhipTarget("veche-whip", publish, watch)
+            stack.push_async_callback(whip_target.close)
+            yield Running(whip_target, pid)
+            return
         yield Running(target, pid)
 
 

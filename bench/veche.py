@@ -19,6 +19,7 @@ import socketio
 from aiortc.sdp import SessionDescription
 from socketio import exceptions as socketio_errors
 
+from bench import whip
 from bench.peers import Publisher, SendTimes, Viewer
 from bench.targets import Feed, Leave, TargetSpec
 
@@ -217,6 +218,18 @@ class VecheTarget:
             await client.close()
             raise
         return client.close
+
+    async def whip_whep_endpoints(self) -> tuple[whip.Endpoint, whip.Endpoint]:
+        """The meeting's WHIP endpoint with a speaker's roster token (the hall from OBS) and
+        its WHEP endpoint with a viewer link's token (players watching the stage)."""
+        entry = await self._api(
+            "POST", f"/meetings/{self.meeting}/roster", {"name": "Hall", "role": "speaker"}
+        )
+        link = await self._api("POST", f"/meetings/{self.meeting}/links", {"role": "viewer"})
+        return (
+            whip.Endpoint(f"{self.url}/whip/{self.meeting}", str(entry["token"])),
+            whip.Endpoint(f"{self.url}/whep/{self.meeting}", str(link["token"])),
+        )
 
     async def forwarded_mark(self) -> tuple[float, float]:
         """(time, count) of the server's own count of forwarded RTP packets, taken the moment
