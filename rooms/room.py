@@ -346,10 +346,18 @@ class LiveRoom:
         off = {name: False for name, need in _STATE_NEEDS.items() if not updated.can(need)}
         updated = _with_state(updated, off)
         self._seats[target.id] = updated
+        # Given the floor (a viewer or listener who may now publish): the raised hand is answered.
+        publishing = _STATE_NEEDS.values()
+        answered = not any(target.can(p) for p in publishing) and any(
+            updated.can(p) for p in publishing
+        )
+        lowered = answered and self._hands.lower(target.id)
         events: list[Event] = [
             ev.ParticipantUpdated(self.describe(updated)),
             ev.SelfChanged(target.id, self.describe_self(updated)),
         ]
+        if lowered:
+            events.append(ev.HandsChanged(self._hands.ids()))
         if target.visitor.roster_id is not None:
             events.append(ev.RoleSaved(target.visitor.roster_id, role))
         return events

@@ -241,6 +241,25 @@ def test_set_role_promote_demote() -> None:
     room.set_role(host.id, mod.id, Role.PARTICIPANT)
 
 
+def test_giving_a_viewer_the_floor_answers_their_raised_hand() -> None:
+    room = make_room(lobby=False)
+    host = seat(room, "host", Role.HOST)
+    v = seat(room, "v", Role.VIEWER, roster=False)
+    w = seat(room, "w", Role.VIEWER, roster=False)
+    anna = seat(room, "anna")
+    room.hand(v.id, True)
+    room.hand(w.id, True)
+    room.hand(anna.id, True)
+    events = room.set_role(host.id, v.id, Role.SPEAKER)
+    assert ev.HandsChanged([w.id, anna.id]) in events
+    updated = next(e for e in events if isinstance(e, ev.ParticipantUpdated))
+    assert updated.participant["hand"] is False
+    # A change that gives no new right to publish leaves the hand where it is.
+    events = room.set_role(host.id, anna.id, Role.SPEAKER)
+    assert not any(isinstance(e, ev.HandsChanged) for e in events)
+    assert room.hands() == [w.id, anna.id]
+
+
 def test_grace_drop_and_resume() -> None:
     room = make_room(lobby=False)
     host = seat(room, "host", Role.HOST)

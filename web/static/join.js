@@ -17,6 +17,9 @@
 
   let stream = null;
   let audio = null; // {context, analyser, frame}
+  // Each start() counts up: a capture that resolves after a newer start() (a box ticked off while
+  // the camera was opening) is stopped at once, so no camera or meter is left running unseen.
+  let generation = 0;
 
   function stop() {
     if (stream) for (const track of stream.getTracks()) track.stop();
@@ -46,13 +49,14 @@
     analyser.fftSize = 512;
     context.createMediaStreamSource(source).connect(analyser);
     const samples = new Uint8Array(analyser.fftSize);
-    audio = { context, analyser, frame: 0 };
+    const mine = { context, analyser, frame: 0 };
+    audio = mine;
     const draw = () => {
       analyser.getByteTimeDomainData(samples);
       let peak = 0;
       for (const s of samples) peak = Math.max(peak, Math.abs(s - 128));
       level.style.width = Math.min(100, Math.round((peak / 128) * 160)) + "%";
-      audio.frame = requestAnimationFrame(draw);
+      mine.frame = requestAnimationFrame(draw);
     };
     draw();
   }
@@ -74,6 +78,7 @@
   }
 
   async function start() {
+    const current = ++generation;
     stop();
     deviceError.hidden = true;
     if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
@@ -89,12 +94,18 @@
       video: wantVideo ? (cameraSelect.value ? { deviceId: { exact: cameraSelect.value } } : true) : false,
       audio: wantAudio ? (micSelect.value ? { deviceId: { exact: micSelect.value } } : true) : false,
     };
+    let captured;
     try {
-      stream = await navigator.mediaDevices.getUserMedia(constraints);
+      captured = await navigator.mediaDevices.getUserMedia(constraints);
     } catch (error) {
-      showDeviceError(error);
+      if (current === generation) showDeviceError(error);
       return;
     }
+    if (current !== generation) {
+      for (const track of captured.getTracks()) track.stop();
+      return;
+    }
+    stream = captured;
     video.srcObject = wantVideo ? stream : null;
     if (wantAudio) meter(stream);
     // Labels are only known once permission is granted, so list devices after getUserMedia.
