@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Callable
 
 DEFAULT_INTERVAL = 1.0  # between PLIs for loss recovery
-JOIN_INTERVAL = 0.25  # between PLIs for subscribers that are starting
+JOIN_INTERVAL = 0.15  # between PLIs for subscribers that are starting
 
 
 class KeyframeRequests:

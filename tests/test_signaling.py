@@ -214,7 +214,9 @@ async def test_promote_and_demote(live_server: LiveServer, clients: Opener) -> N
     you = await viewer.next("you")
     assert you["role"] == "speaker" and "publish_audio" in you["permissions"]
     updated = await anna.until("participant_updated", lambda d: d["role"] == "speaker")
-    assert updated["id"] == viewer.id and updated["hand"] is True
+    # Given the floor, the raised hand is answered: everyone sees it come down.
+    assert updated["id"] == viewer.id and updated["hand"] is False
+    assert await anna.until("hands", lambda d: viewer.id not in d["hands"])
     assert await viewer.call("state", {"mic": True}) == {"ok": True}
     assert await host.call("set_role", {"id": viewer.id, "role": "viewer"}) == {"ok": True}
     you = await viewer.next("you")
