@@ -31,6 +31,28 @@ def _unauthorized(message: str) -> RoomError:
     return RoomError("unauthorized", message)
 
 
+def admin_cookie(request: web.Request) -> bool:
+    """Whether the request carries the admin session cookie (False: no cookie; BadToken: a
+    cookie that is not a valid session). Only GET/HEAD or a JSON body may use it: a cross-site
+    form can send the cookie but cannot send a JSON body without CORS."""
+    cookie = request.cookies.get(ADMIN_COOKIE)
+    if not cookie:
+        return False
+    if request.method not in ("GET", "HEAD") and request.content_type != "application/json":
+        raise Forbidden("with the admin session, send requests as application/json")
+    if request.app[TOKENS].check(cookie).kind != "admin":
+        raise BadToken("the admin session is not valid; sign in again")
+    return True
+
+
+def admin_key(request: web.Request, credential: str) -> bool:
+    """Whether a Bearer credential is the API key or an admin session token (BadToken for a
+    token that is not valid at all)."""
+    if same_secret(credential, request.app[SETTINGS].api_key):
+        return True
+    return request.app[TOKENS].check(credential).kind == "admin"
+
+
 async def caller(request: web.Request) -> Caller:
     """The caller behind a request's credentials; 401 without valid ones."""
     header = request.headers.get(hdrs.AUTHORIZATION)
@@ -40,23 +62,15 @@ async def caller(request: web.Request) -> Caller:
         if scheme.lower() != "bearer" or not credential:
             raise _unauthorized("use Authorization: Bearer <API key or host token>")
         return await _bearer(request, credential)
-    cookie = request.cookies.get(ADMIN_COOKIE)
-    if cookie:
-        # A cross-site form can send the cookie but cannot send a JSON body without CORS.
-        if request.method not in ("GET", "HEAD") and request.content_type != "application/json":
-            raise Forbidden("with the admin session, send requests as application/json")
-        if request.app[TOKENS].check(cookie).kind != "admin":
-            raise BadToken("the admin session is not valid; sign in again")
+    if admin_cookie(request):
         return Caller(admin=True)
     raise _unauthorized("sign in: Authorization: Bearer <API key or host token>")
 
 
 async def _bearer(request: web.Request, credential: str) -> Caller:
-    if same_secret(credential, request.app[SETTINGS].api_key):
+    if admin_key(request, credential):
         return Caller(admin=True)
     grant = request.app[TOKENS].check(credential)
-    if grant.kind == "admin":
-        return Caller(admin=True)
     if grant.kind != "invite":
         raise Forbidden("a guest link does not open the API")
     entry = await request.app[STORE].get_entry(grant.meeting_id, grant.entry_id)

@@ -14,9 +14,8 @@ from rooms.errors import Forbidden, RoomError
 from rooms.recordings import Recording
 from rooms.roles import Permission, can
 from rooms.roster import RosterEntry
-from server.api.guard import ADMIN_COOKIE
-from server.auth import BadToken, same_secret
-from server.context import SETTINGS, STORE, TOKENS
+from server.api.guard import admin_cookie, admin_key
+from server.context import STORE, TOKENS
 
 
 @dataclass(frozen=True)
@@ -46,23 +45,15 @@ async def credentials(request: web.Request) -> Credentials:
         return await _token(request, credential)
     if request.method in ("GET", "HEAD") and request.query.get("token"):
         return await _token(request, request.query["token"])
-    cookie = request.cookies.get(ADMIN_COOKIE)
-    if cookie:
-        # A cross-site form can send the cookie but cannot send a JSON body without CORS.
-        if request.method not in ("GET", "HEAD") and request.content_type != "application/json":
-            raise Forbidden("with the admin session, send requests as application/json")
-        if request.app[TOKENS].check(cookie).kind != "admin":
-            raise BadToken("the admin session is not valid; sign in again")
+    if admin_cookie(request):
         return Credentials(admin=True)
     raise _unauthorized("sign in: Authorization: Bearer <API key or invite token>")
 
 
 async def _token(request: web.Request, credential: str) -> Credentials:
-    if same_secret(credential, request.app[SETTINGS].api_key):
+    if admin_key(request, credential):
         return Credentials(admin=True)
     grant = request.app[TOKENS].check(credential)
-    if grant.kind == "admin":
-        return Credentials(admin=True)
     if grant.kind != "invite":
         return Credentials(admin=False, meeting_id=grant.meeting_id)
     entry = await request.app[STORE].get_entry(grant.meeting_id, grant.entry_id)
