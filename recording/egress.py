@@ -241,6 +241,8 @@ class Recorder:
             self._joined(data["id"], str(data.get("name", "")), at)
             self._show(data["id"], data)
         elif event == "participant_updated" and isinstance(data.get("id"), str):
+            if data["id"] not in self._present:  # a viewer given the floor: news to us
+                self._joined(data["id"], str(data.get("name", "")), at)
             self._show(data["id"], data)
         elif event == "participant_left" and isinstance(data.get("id"), str):
             self._left(data["id"], at)

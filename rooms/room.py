@@ -119,7 +119,12 @@ class LiveRoom:
                 "settings": self.meeting.settings.as_dict(),
                 "locked": self.locked,
             },
-            "participants": [self.describe(s) for s in self._seats.values()],
+            # A viewer is shown the meeting's participants, not the rest of the audience.
+            "participants": [
+                self.describe(s)
+                for s in self._seats.values()
+                if seat.role is not Role.VIEWER or s.role is not Role.VIEWER or s is seat
+            ],
             "hands": self._hands.ids(),
             "lobby": [e.as_dict() for e in self._lobby.entries()] if moderator else [],
             "chat": [m.as_dict() for m in self._chat.recent()],

@@ -121,14 +121,60 @@ class RoomBroadcast(socketio.AsyncNamespace):  # type: ignore[misc]
 
     async def _leave_rooms(self, sid: str, live: LiveMeeting) -> None:
         await self.leave_room(sid, live.room_name)
+        await self.leave_room(sid, live.crew_name)
         await self.leave_room(sid, live.moderators_name)
 
     async def _enter_rooms(self, sid: str, live: LiveMeeting, seat_id: str) -> None:
         await self.enter_room(sid, live.room_name)
-        if live.room.participant(seat_id).can(Permission.MODERATE):
+        seat = live.room.participant(seat_id)
+        if seat.role is Role.VIEWER:
+            await self.leave_room(sid, live.crew_name)
+        else:
+            await self.enter_room(sid, live.crew_name)
+        if seat.can(Permission.MODERATE):
             await self.enter_room(sid, live.moderators_name)
         else:
             await self.leave_room(sid, live.moderators_name)
+
+    async def _about(self, live: LiveMeeting, event: str, data: dict[str, Any]) -> None:
+        """Tell the room of a participant: everyone of a participant, the crew (and the person
+        themselves) of a viewer."""
+        seat_id = data["id"]
+        own = live.sids.get(seat_id)
+        if seat_id not in live.audience:
+            skip = own if event == "participant_joined" else None
+            await self.emit(event, data, room=live.room_name, skip_sid=skip)
+            return
+        await self.emit(event, data, room=live.crew_name, skip_sid=own)
+        if own is not None and event == "participant_updated":
+            await self._tell(own, event, data)
+
+    async def _audience_changed(self, live: LiveMeeting, data: dict[str, Any]) -> None:
+        """Keep `live.audience` in step with a participant's role. Someone who joins the
+        audience is forgotten by the other viewers and forgets them; someone who leaves it
+        (given the floor) is told of the audience."""
+        seat_id = data["id"]
+        viewer = data.get("role") == Role.VIEWER.value
+        if viewer == (seat_id in live.audience):
+            return
+        sid = live.sids.get(seat_id)
+        if viewer:
+            live.audience.add(seat_id)
+            # Everyone forgets them; the crew hears of them again at once (`_about`).
+            gone = {"id": seat_id, "reason": "audience"}
+            await self.emit("participant_left", gone, room=live.room_name, skip_sid=sid)
+        else:
+            live.audience.discard(seat_id)
+        if sid is None:
+            return
+        for other in list(live.audience):
+            if other == seat_id:
+                continue
+            if viewer:
+                await self._tell(sid, "participant_left", {"id": other, "reason": "audience"})
+            else:
+                person = live.room.describe(live.room.participant(other))
+                await self._tell(sid, "participant_joined", person)
 
     def _start_grace(self, live: LiveMeeting, seat_id: str) -> None:
         old = live.timers.pop(seat_id, None)
@@ -178,17 +224,23 @@ class RoomBroadcast(socketio.AsyncNamespace):  # type: ignore[misc]
         for event in events:
             match event:
                 case ev.ParticipantJoined(participant=data):
-                    skip = live.sids.get(data["id"])
-                    await self.emit("participant_joined", data, room=room, skip_sid=skip)
+                    if data.get("role") == Role.VIEWER.value:
+                        live.audience.add(data["id"])
+                    await self._about(live, "participant_joined", data)
                 case ev.ParticipantUpdated(participant=data):
-                    await self.emit("participant_updated", data, room=room)
+                    await self._audience_changed(live, data)
+                    await self._about(live, "participant_updated", data)
                 case ev.ParticipantLeft(id=seat_id, reason=reason):
                     live.outside.discard(seat_id)
                     await self._unbind(live, seat_id)
                     if live.stage is not None:
                         self._spawn(live.stage.leave(seat_id))
                     left = {"id": seat_id, "reason": reason}
-                    await self.emit("participant_left", left, room=room)
+                    if seat_id in live.audience:
+                        live.audience.discard(seat_id)
+                        await self.emit("participant_left", left, room=live.crew_name)
+                    else:
+                        await self.emit("participant_left", left, room=room)
                 case ev.SelfChanged(id=seat_id, self=data):
                     if live.stage is not None:
                         seat = live.room.participant(seat_id)

@@ -42,10 +42,19 @@ class LiveMeeting:
     stage: Stage | None = None  # the media side, from the first seat on
     # Seats with no socket.io connection: WHIP publishers (server/whip.py).
     outside: set[str] = field(default_factory=set)
+    # Seats last announced as viewers: the broadcast's audience, which is told of the
+    # meeting's participants but not of itself (hundreds of viewers would otherwise send each
+    # other a message per join).
+    audience: set[str] = field(default_factory=set)
 
     @property
     def room_name(self) -> str:
         return f"m:{self.room.meeting.id}"
+
+    @property
+    def crew_name(self) -> str:
+        """The socket.io room of everyone but the audience: they are told of viewers too."""
+        return f"m:{self.room.meeting.id}:crew"
 
     @property
     def moderators_name(self) -> str:

@@ -391,3 +391,38 @@ async def test_deleting_a_live_meeting_ends_it(live_server: LiveServer, clients:
     assert status == 204
     assert (await host.next("ended"))["message"]
     await asyncio.wait_for(host.closed.wait(), 5)
+
+
+async def test_viewers_are_not_told_of_each_other_but_the_crew_is(
+    live_server: LiveServer, clients: Opener
+) -> None:
+    """A broadcast's audience may be hundreds: a viewer hears of the meeting's participants,
+    not of every other viewer (which would be a message per viewer per join)."""
+    meeting = await make_meeting(live_server, visibility="public", settings={"lobby": False})
+    host, first, second = await clients(), await clients(), await clients()
+    await host.join(token=await invite(live_server, meeting, "Host", "host"))
+    await first.join(meeting=meeting.id, name="First viewer")
+    await second.join(meeting=meeting.id, name="Second viewer")
+    names = {p["name"] for p in second.snapshot["participants"]}
+    assert names == {"Host", "Second viewer"}, "a viewer's snapshot has no other viewers"
+    # The host hears of both; the first viewer is not told of the second.
+    await host.until("participant_joined", lambda d: d["name"] == "Second viewer")
+    await asyncio.sleep(0.2)
+    assert all(d["name"] != "Second viewer" for d in first.unread("participant_joined"))
+
+    # Given the floor, the second viewer learns of the audience, and the audience of them.
+    assert await host.call("set_role", {"id": second.id, "role": "speaker"}) == {"ok": True}
+    await second.until("participant_joined", lambda d: d["id"] == first.id)
+    await first.until("participant_updated", lambda d: d["id"] == second.id)
+    # Back in the audience: the other viewers forget them, and they forget the other viewers.
+    assert await host.call("set_role", {"id": second.id, "role": "viewer"}) == {"ok": True}
+    await first.until("participant_left", lambda d: d["id"] == second.id)
+    await second.until("participant_left", lambda d: d["id"] == first.id)
+    await host.until(
+        "participant_updated", lambda d: d["id"] == second.id and d["role"] == "viewer"
+    )
+    # Leaving: only the crew is told of a viewer's departure.
+    assert await first.call("leave", {}) == {"ok": True}
+    await host.until("participant_left", lambda d: d["id"] == first.id)
+    await asyncio.sleep(0.2)
+    assert all(d["id"] != first.id for d in second.unread("participant_left"))
