@@ -33,7 +33,7 @@ from recording.renderer import (
     programme_streams,
     samples_until,
 )
-from recording.sources import CHANNELS, RATE, STALE, mix
+from recording.sources import RATE, STALE, Samples, mix
 
 FRAGMENTED = "programme.fmp4"
 HLS_DIRECTORY = "hls"
@@ -45,7 +45,6 @@ SEGMENT = 2.0  # seconds between keyframes: an MP4 fragment and an HLS segment e
 LATENCY = 0.2  # a frame is made this long after its time: sound that late still fits
 MAX_LAG = 1.0  # further behind the clock than this, pictures are skipped (sound is kept)
 AHEAD = 0.5  # a track's own timestamps may run this far ahead of its arrival, no further
-SLACK = 960  # samples of timing jitter absorbed before a gap is left or an overlap cut
 PICTURES_KEPT = 16  # per tile: those arrived but not yet due, and the one showing
 ARRIVALS_KEPT = 5000  # sound frames waiting for the worker; beyond that the oldest go
 SOURCES = ("camera", "screen")
@@ -68,8 +67,7 @@ class _Sound:
 
     def __init__(self) -> None:
         self._resampler = av.AudioResampler(format="flt", layout="stereo", rate=RATE)
-        self._chunks: deque[tuple[int, array[float]]] = deque()
-        self._end: int | None = None
+        self._samples = Samples()
         self._anchor: tuple[int, float] | None = None  # (sample, the track's own seconds)
 
     def add(self, at: int, frame: Any, cursor: int) -> None:
@@ -78,42 +76,18 @@ class _Sound:
         position: int | None = None
         if own is not None and self._anchor is not None:
             position = self._anchor[0] + round((own - self._anchor[1]) * RATE)
-        elif own is None and self._end is not None:
-            position = self._end
+        elif own is None and self._samples.end is not None:
+            position = self._samples.end
         if position is None or position < cursor or position > at + AHEAD * RATE:
             position = max(at, cursor)
             if own is not None:
                 self._anchor = (position, own)
         for chunk in self._resampler.resample(frame):
-            samples = array("f", bytes(chunk.planes[0])[: chunk.samples * CHANNELS * 4])
-            end = self._end
-            if end is not None and abs(position - end) <= SLACK:
-                position = end  # jitter: keep the sound continuous
-            elif end is not None and position < end:  # overlap: keep the earlier samples
-                samples = samples[(end - position) * CHANNELS :]
-                position = end
-            if samples:
-                self._chunks.append((position, samples))
-                position += len(samples) // CHANNELS
-                self._end = position
+            position = self._samples.append(position, chunk)
 
     def read(self, start: int, count: int) -> "array[float] | None":
         """Samples [start, start + count) interleaved, or None when the track is silent."""
-        stop = start + count
-        while self._chunks and self._chunks[0][0] + len(self._chunks[0][1]) // CHANNELS <= start:
-            self._chunks.popleft()
-        out: array[float] | None = None
-        for first, samples in self._chunks:
-            if first >= stop:
-                break
-            if out is None:
-                out = array("f", bytes(4 * CHANNELS * count))
-            begin = max(first, start)
-            end = min(first + len(samples) // CHANNELS, stop)
-            out[(begin - start) * CHANNELS : (end - start) * CHANNELS] = samples[
-                (begin - first) * CHANNELS : (end - first) * CHANNELS
-            ]
-        return out
+        return self._samples.read(start, count)
 
 
 class Compositor:

@@ -14,7 +14,7 @@ from recording.plan import Track
 RATE = 48000
 CHANNELS = 2
 STALE = 1.0  # seconds without a new picture after which a camera counts as off (card)
-_SLACK = 960  # samples of timing jitter absorbed before a gap is filled or an overlap cut
+SLACK = 960  # samples of timing jitter absorbed before a gap is left or an overlap cut
 
 
 class VideoSource:
@@ -59,52 +59,36 @@ class VideoSource:
         self._container.close()
 
 
-class AudioSource:
-    """An audio track decoded forward only, resampled to 48 kHz stereo float, placed by its
-    timestamps: gaps (mute) stay silent and cost no memory, jitter under 20 ms is absorbed."""
+class Samples:
+    """Sound placed on a clock of samples (48 kHz stereo float, interleaved), in chunks: a gap
+    stays silent and costs no memory; timing jitter under SLACK is absorbed and an overlap keeps
+    the earlier samples. The offline sources and the live programme both keep their sound here."""
 
-    def __init__(self, track: Track) -> None:
-        self.track = track
-        self._container: Any = av.open(str(track.path))
-        self._frames = self._container.decode(self._container.streams.audio[0])
-        self._resampler = av.AudioResampler(format="flt", layout="stereo", rate=RATE)
-        # Decoded chunks not yet played: (first sample on the recording's clock, samples).
+    def __init__(self) -> None:
+        # Chunks not yet played: (first sample on the clock, samples).
         self._chunks: deque[tuple[int, array[float]]] = deque()
-        self._end: int | None = None  # the sample after the last one decoded
-        self._done = False
+        self.end: int | None = None  # the sample after the last one placed
 
-    def _fill(self, upto: int) -> None:
-        while not self._done and (self._end is None or self._end < upto):
-            try:
-                frame = next(self._frames)
-            except (StopIteration, av.FFmpegError):
-                self._done = True
-                return
-            if frame.time is None:
-                continue
-            at = round((self.track.offset + frame.time) * RATE)
-            for chunk in self._resampler.resample(frame):
-                self._append(at, chunk)
-                at += chunk.samples
-
-    def _append(self, at: int, chunk: Any) -> None:
+    def append(self, at: int, chunk: Any) -> int:
+        """Place a resampled frame at sample `at`; returns the sample after what was kept."""
         samples = array("f", bytes(chunk.planes[0])[: chunk.samples * CHANNELS * 4])
-        end = self._end
-        if end is not None and abs(at - end) <= _SLACK:
+        end = self.end
+        if end is not None and abs(at - end) <= SLACK:
             at = end  # timing jitter: keep the sound continuous
         elif end is not None and at < end:  # overlapping time: keep the earlier samples
             samples = samples[(end - at) * CHANNELS :]
             at = end
         if samples:
             self._chunks.append((at, samples))
-            self._end = at + len(samples) // CHANNELS
+            self.end = at + len(samples) // CHANNELS
+        return at + len(samples) // CHANNELS
 
     def read(self, start: int, count: int) -> array[float] | None:
-        """Samples [start, start + count) interleaved, or None when the track is silent there."""
+        """Samples [start, start + count) interleaved, or None when there is no sound there;
+        what lies before `start` is dropped (played)."""
         stop = start + count
-        self._fill(stop)
         while self._chunks and self._chunks[0][0] + len(self._chunks[0][1]) // CHANNELS <= start:
-            self._chunks.popleft()  # played
+            self._chunks.popleft()
         out: array[float] | None = None
         for first, samples in self._chunks:
             if first >= stop:
@@ -117,6 +101,38 @@ class AudioSource:
                 (begin - first) * CHANNELS : (end - first) * CHANNELS
             ]
         return out
+
+
+class AudioSource:
+    """An audio track decoded forward only, resampled to 48 kHz stereo float, placed by its
+    timestamps: gaps (mute) stay silent and cost no memory, jitter under 20 ms is absorbed."""
+
+    def __init__(self, track: Track) -> None:
+        self.track = track
+        self._container: Any = av.open(str(track.path))
+        self._frames = self._container.decode(self._container.streams.audio[0])
+        self._resampler = av.AudioResampler(format="flt", layout="stereo", rate=RATE)
+        self._samples = Samples()  # decoded, not yet played, on the recording's clock
+        self._done = False
+
+    def _fill(self, upto: int) -> None:
+        while not self._done and (self._samples.end is None or self._samples.end < upto):
+            try:
+                frame = next(self._frames)
+            except (StopIteration, av.FFmpegError):
+                self._done = True
+                return
+            if frame.time is None:
+                continue
+            at = round((self.track.offset + frame.time) * RATE)
+            for chunk in self._resampler.resample(frame):
+                self._samples.append(at, chunk)
+                at += chunk.samples  # placed by its own timestamps
+
+    def read(self, start: int, count: int) -> array[float] | None:
+        """Samples [start, start + count) interleaved, or None when the track is silent there."""
+        self._fill(start + count)
+        return self._samples.read(start, count)
 
     def close(self) -> None:
         self._container.close()

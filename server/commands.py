@@ -184,31 +184,35 @@ def _recording_line(rec: dict[str, Any]) -> str:
 async def recording_start(
     args: argparse.Namespace, settings: Settings, _: Store, __: Tokens
 ) -> None:
-    rec = await _ask_server(args, settings, "POST", f"/api/meetings/{args.meeting}/recording")
-    if args.json:
-        out_json(rec)
-        return
-    out(f"Recording {args.meeting}: recording {rec['id']} started")
+    path = f"/api/meetings/{args.meeting}/recording"
+    await _on_server(args, settings, "POST", path, "Recording {meeting}: recording {id} started")
 
 
 async def recording_stop(
     args: argparse.Namespace, settings: Settings, _: Store, __: Tokens
 ) -> None:
-    rec = await _ask_server(args, settings, "DELETE", f"/api/meetings/{args.meeting}/recording")
-    if args.json:
-        out_json(rec)
-        return
-    out(f"Stopped recording {rec['id']}; it is {rec['status']} (veche recording show {rec['id']})")
+    path = f"/api/meetings/{args.meeting}/recording"
+    said = "Stopped recording {id}; it is {status} (veche recording show {id})"
+    await _on_server(args, settings, "DELETE", path, said)
 
 
 async def recording_render(
     args: argparse.Namespace, settings: Settings, _: Store, __: Tokens
 ) -> None:
-    rec = await _ask_server(args, settings, "POST", f"/api/recordings/{args.recording}/render")
+    path = f"/api/recordings/{args.recording}/render"
+    said = "Rendering {id} again from its tracks (veche recording show {id})"
+    await _on_server(args, settings, "POST", path, said)
+
+
+async def _on_server(
+    args: argparse.Namespace, settings: Settings, method: str, path: str, said: str
+) -> None:
+    """Ask the running server; print its recording as JSON or `said` filled from it."""
+    rec = await _ask_server(args, settings, method, path)
     if args.json:
         out_json(rec)
         return
-    out(f"Rendering {rec['id']} again from its tracks (veche recording show {rec['id']})")
+    out(said.format(**rec))
 
 
 def _retention(settings: Settings) -> timedelta | None:

@@ -8,7 +8,7 @@ from aiohttp import hdrs, web
 from rooms.errors import Forbidden, NotFound, RoomError
 from rooms.meeting import Meeting
 from rooms.roles import Role
-from server.auth import BadToken, same_secret
+from server.auth import BadToken, Grant, same_secret
 from server.context import SETTINGS, STORE, TOKENS
 
 # Set by the /login page: a Tokens.admin_session() JWT, HttpOnly and SameSite=Strict.
@@ -45,12 +45,12 @@ def admin_cookie(request: web.Request) -> bool:
     return True
 
 
-def admin_key(request: web.Request, credential: str) -> bool:
-    """Whether a Bearer credential is the API key or an admin session token (BadToken for a
-    token that is not valid at all)."""
+def bearer_grant(request: web.Request, credential: str) -> Grant:
+    """What a Bearer credential grants: the API key is the admin's; otherwise the token's grant
+    (BadToken for one that is not valid)."""
     if same_secret(credential, request.app[SETTINGS].api_key):
-        return True
-    return request.app[TOKENS].check(credential).kind == "admin"
+        return Grant(kind="admin")
+    return request.app[TOKENS].check(credential)
 
 
 async def caller(request: web.Request) -> Caller:
@@ -68,9 +68,9 @@ async def caller(request: web.Request) -> Caller:
 
 
 async def _bearer(request: web.Request, credential: str) -> Caller:
-    if admin_key(request, credential):
+    grant = bearer_grant(request, credential)
+    if grant.kind == "admin":
         return Caller(admin=True)
-    grant = request.app[TOKENS].check(credential)
     if grant.kind != "invite":
         raise Forbidden("a guest link does not open the API")
     entry = await request.app[STORE].get_entry(grant.meeting_id, grant.entry_id)

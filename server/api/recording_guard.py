@@ -14,8 +14,8 @@ from rooms.errors import Forbidden, RoomError
 from rooms.recordings import Recording
 from rooms.roles import Permission, can
 from rooms.roster import RosterEntry
-from server.api.guard import admin_cookie, admin_key
-from server.context import STORE, TOKENS
+from server.api.guard import admin_cookie, bearer_grant
+from server.context import STORE
 
 
 @dataclass(frozen=True)
@@ -51,9 +51,9 @@ async def credentials(request: web.Request) -> Credentials:
 
 
 async def _token(request: web.Request, credential: str) -> Credentials:
-    if admin_key(request, credential):
+    grant = bearer_grant(request, credential)
+    if grant.kind == "admin":
         return Credentials(admin=True)
-    grant = request.app[TOKENS].check(credential)
     if grant.kind != "invite":
         return Credentials(admin=False, meeting_id=grant.meeting_id)
     entry = await request.app[STORE].get_entry(grant.meeting_id, grant.entry_id)
