@@ -87,7 +87,7 @@ class Forwarder:
         self._receiver = receiver
         self._video = kind == "video"
         self._tasks: set[asyncio.Future[None]] = set()
-        self.keyframes = KeyframeRequests(self._send_pli)
+        self.keyframes = KeyframeRequests(self._send_pli, waiting=self._feed_waits)
         hooks.tap_receiver(receiver, self.on_packet)
         hooks.on_sender_report(receiver, self._on_sender_report)
 
@@ -171,6 +171,10 @@ class Forwarder:
         waits for it (throttled less than requests for loss recovery: media/keyframes.py)."""
         if self._video and not self.closed:
             self.keyframes.request(starting)
+
+    def _feed_waits(self) -> bool:
+        """Whether a subscriber that should see this track still waits for its keyframe."""
+        return any(f.waiting and f.ready and not f.paused for f in self.feeds)
 
     def _send_pli(self) -> bool:
         if self.media_ssrc is None:

@@ -50,9 +50,13 @@ class ClipTrack(MediaStreamTrack):
         self._keyframe_wanted = False
         self.keyframe_requests = 0
         self.keyframes_sent = 0
+        self.deaf_to = 0  # how many next requests to ignore, as a busy encoder may
 
     def want_keyframe(self) -> None:
         self.keyframe_requests += 1
+        if self.deaf_to > 0:
+            self.deaf_to -= 1
+            return
         self._keyframe_wanted = True
 
     async def recv(self) -> Any:

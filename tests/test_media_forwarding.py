@@ -92,6 +92,24 @@ async def test_late_joiner_gets_video_within_a_second(room: Harness) -> None:
     assert len(received(early, early_viewer, video).ssrcs) == 1
 
 
+async def test_a_keyframe_request_the_encoder_ignored_is_repeated(room: Harness) -> None:
+    """Chromium's encoder drops keyframe requests within 300 ms of its last keyframe, which
+    the request for the second joiner of a wave often is: that joiner must not wait for the
+    next periodic keyframe (here, the clip's: 6 s away)."""
+    publisher = await room.publish("ann")
+    video = publisher.track_id("video")
+    early, early_viewer = await room.watch([video])
+    await wait_for(lambda: received(early, early_viewer, video).frames >= 40, within=6)
+    publisher.video.deaf_to = 1
+    requests = publisher.video.keyframe_requests
+    late, late_viewer = await room.watch([video])
+    took = await wait_for(lambda: received(late, late_viewer, video).packets > 0, within=1.5)
+    assert publisher.video.deaf_to == 0, "the late joiner's request reached the publisher"
+    assert publisher.video.keyframe_requests >= requests + 2
+    assert received(late, late_viewer, video).first_is_keyframe
+    assert took < 1.5
+
+
 async def test_pause_stops_video_and_resume_restarts_with_a_keyframe(
     room: Harness,
 ) -> None:

@@ -1,6 +1,7 @@
 """RTP details of the forwarder: keyframe starts, extension blocks, RTX, PLI throttling."""
 
 import asyncio
+import itertools
 import struct
 
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
@@ -147,6 +148,28 @@ async def test_keyframe_request_waits_for_a_publisher_packet() -> None:
     ready = True
     await asyncio.sleep(0.15)
     assert sent == 1
+    requests.close()
+
+
+async def test_keyframe_requests_repeat_while_a_subscriber_still_waits() -> None:
+    sent: list[float] = []
+    loop = asyncio.get_running_loop()
+    waiting = True
+
+    def send() -> bool:
+        sent.append(loop.time())
+        return True
+
+    requests = KeyframeRequests(
+        send, interval=1.0, join_interval=0.05, waiting=lambda: waiting, retry_after=0.2
+    )
+    requests.request(starting=True)  # sent at 0, then again at 0.2 and 0.4 s
+    await asyncio.sleep(0.5)
+    assert len(sent) == 3, "unanswered: asked again every retry_after"
+    assert all(0.15 < b - a < 0.3 for a, b in itertools.pairwise(sent))
+    waiting = False  # the keyframe came
+    await asyncio.sleep(0.4)
+    assert len(sent) == 3
     requests.close()
 
 
