@@ -1,5 +1,9 @@
 """The recording process: `python -m recording.egress --url URL --token TOKEN --dir DIR`.
 
+With `--stage` it is the broadcast's programme process instead (server/programmes.py): it joins
+with a programme token, receives the stage as viewers do, captures no track, and its programme
+(HLS while live, an MP4 at the end) shows who is on the stage.
+
 A client of the meeting like any other: it joins `/meeting` with a recorder token, answers
 the server's offers for every published track, writes each track as it arrives without
 re-encoding (recording.capture), writes the timeline from the room's events, and feeds the
@@ -84,8 +88,12 @@ class Recorder:
         ice_settings: ice.IceSettings,
         programme: LiveProgramme | None = None,
         on_start: Callable[[], None] | None = None,
+        stage_only: bool = False,
     ) -> None:
         self.url = url
+        # The broadcast's programme: no track files, no timeline; the layout is the stage.
+        self.stage_only = stage_only
+        self._on_stage: set[str] = set()  # participants with a track on the stage
         # Called once the timeline says recording_started: the live programme's clock starts
         # then, so that its time 0, a re-render's and the chapters' are the same moment.
         self._on_start = on_start
@@ -123,11 +131,12 @@ class Recorder:
         join fails (nothing recorded then)."""
         write_state(self.directory, "starting")
         snapshot = await self._join()
-        self.capture = Capture(
-            self.directory,
-            meeting=str(snapshot.get("meeting", {}).get("id", "")),
-            title=str(snapshot.get("meeting", {}).get("title", "")),
-        )
+        if not self.stage_only:
+            self.capture = Capture(
+                self.directory,
+                meeting=str(snapshot.get("meeting", {}).get("id", "")),
+                title=str(snapshot.get("meeting", {}).get("title", "")),
+            )
         if self._on_start is not None:
             self._on_start()
         write_state(self.directory, "recording", "; ".join(self.errors[-3:]))
@@ -171,7 +180,7 @@ class Recorder:
 
     async def _session(self, snapshot: dict[str, Any]) -> str:
         """One stay in the meeting; returns a reason to stop, or "" to rejoin."""
-        assert self._link is not None and self.capture is not None
+        assert self._link is not None
         self._receiving = Receiving(
             self.capture, self._ice, self.programme, self._track_changed, self.failed
         )
@@ -225,6 +234,8 @@ class Recorder:
         speaking = snapshot.get("speaking")
         if isinstance(speaking, dict):
             self._speakers(speaking, at)
+        if isinstance(snapshot.get("stage"), dict):
+            self._stage(snapshot["stage"])
 
     async def _handle(self, received: Received) -> str:
         event, data, at = received.event, received.data, received.at
@@ -251,7 +262,9 @@ class Recorder:
         elif event == "chat" and isinstance(data.get("from"), str):
             text = str(data.get("text", ""))
             self._timeline(lambda t: t.chat(data["from"], str(data.get("name", "")), text, at))
-        elif event == "recording" and data.get("on") is False:
+        elif event == "stage":
+            self._stage(data)
+        elif event == "recording" and data.get("on") is False and not self.stage_only:
             return "stopped"
         elif event == "ended":
             return "ended"
@@ -269,10 +282,23 @@ class Recorder:
         self._present[participant] = name
         self._timeline(lambda t: t.joined(participant, name, at))
 
+    def _stage(self, data: dict[str, Any]) -> None:
+        """The stage changed: the broadcast's programme shows whoever has a track on it."""
+        tracks = data.get("tracks")
+        ids = [t for t in tracks if isinstance(t, str)] if isinstance(tracks, list) else []
+        self._on_stage = {t.partition("/")[0] for t in ids}
+        if self.stage_only:
+            for participant, name in list(self._present.items()):
+                self._show(participant, {"name": name})
+
     def _show(self, participant: str, person: dict[str, Any]) -> None:
         """In the programme's layout: everyone but broadcast viewers (who have no picture to
-        show) — a viewer given the floor appears when their role changes."""
-        shown = person.get("role") != "viewer" and participant in self._present
+        show) — a viewer given the floor appears when their role changes; in the broadcast's
+        programme, those on the stage."""
+        if self.stage_only:
+            shown = participant in self._on_stage and participant in self._present
+        else:
+            shown = person.get("role") != "viewer" and participant in self._present
         if shown and participant not in self._shown:
             self._shown.add(participant)
             name = self._present[participant]
@@ -371,6 +397,7 @@ async def record(args: argparse.Namespace) -> int:
         ice.IceSettings(host_addresses=addresses),
         programme,
         on_start=start_programme,
+        stage_only=args.stage,
     )
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -460,6 +487,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--size", type=_size, default=(640, 360), help="programme WxH")
     parser.add_argument("--fps", type=int, default=25, choices=range(1, 61), metavar="1-60")
     parser.add_argument("--no-hls", action="store_true", help="no HLS segments")
+    parser.add_argument(
+        "--stage", action="store_true", help="the broadcast's programme: the stage, no tracks"
+    )
     parser.add_argument(
         "--rtc-addresses", default="", help="local addresses for ICE (comma-separated)"
     )

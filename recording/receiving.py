@@ -87,10 +87,12 @@ class Section:
             return
         self.codec, self.payload_type = codecs[0].name.lower(), codecs[0].payloadType
         label = f"{track.participant}-{LABELS.get(track.source, track.source)}"
+        capture = self._receiving.capture
         try:
-            self.captured = self._receiving.capture.open_track(
-                track.participant, label, track.source, self.codec
-            )
+            if capture is not None:  # None: the broadcast's programme keeps no track files
+                self.captured = capture.open_track(
+                    track.participant, label, track.source, self.codec
+                )
         except RecordingError as error:
             self._receiving.failed(f"{track.id}: {error.message}")
         self._reported = False
@@ -138,12 +140,18 @@ class Section:
     def on_sender_report(self, report: RtcpSrPacket) -> None:
         """The first sender report after the file started (earlier ones may predate media)."""
         captured = self.captured
-        if captured is None or self._reported or captured.writer.started_wall is None:
+        capture = self._receiving.capture
+        if (
+            captured is None
+            or capture is None
+            or self._reported
+            or captured.writer.started_wall is None
+        ):
             return
         self._reported = True
         info = report.sender_info
         try:
-            self._receiving.capture.timeline.sender_report(
+            capture.timeline.sender_report(
                 captured.file, info.ntp_timestamp / 2**32, info.rtp_timestamp
             )
         except RecordingError as error:
@@ -194,7 +202,7 @@ class Receiving:
 
     def __init__(
         self,
-        capture: Capture,
+        capture: Capture | None,
         settings: ice.IceSettings,
         programme: Programme | None,
         on_track: Callable[[TrackInfo, bool], None],

@@ -17,6 +17,7 @@ from server.health import READY, setup_health
 from server.hls import setup_hls
 from server.metrics import Metrics
 from server.pages import setup_pages
+from server.programmes import setup_programmes
 from server.recordings import setup_recordings
 from server.signaling import setup_signaling
 from server.whip import setup_whip
@@ -53,6 +54,7 @@ def create_app(settings: Settings) -> web.Application:
     setup_api(app)
     setup_signaling(app)
     setup_recordings(app)
+    setup_programmes(app)
     setup_whip(app)
     setup_hls(app)
     setup_pages(app)

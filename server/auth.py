@@ -27,6 +27,8 @@ class Grant:
     meeting_id: str = ""
     entry_id: str = ""  # roster entry, for kind "invite"
     # kind "recorder": the recording process (server/recorder.py); entry_id is the recording
+    # kind "programme": the broadcast's programme process (server/programmes.py); entry_id is
+    # the programme session
     role: Role | None = None  # for kind "guest"
 
 
@@ -46,6 +48,10 @@ class Tokens:
     def recorder(self, meeting_id: str, recording_id: str, ttl: timedelta | None = None) -> str:
         """The recording process's pass into the meeting it records (server/recorder.py)."""
         return self._sign({"kind": "recorder", "mid": meeting_id, "sub": recording_id}, ttl)
+
+    def programme(self, meeting_id: str, session_id: str, ttl: timedelta | None = None) -> str:
+        """The broadcast programme's pass into the meeting (server/programmes.py)."""
+        return self._sign({"kind": "programme", "mid": meeting_id, "sub": session_id}, ttl)
 
     def admin_session(self, ttl: timedelta = timedelta(hours=12)) -> str:
         return self._sign({"kind": "admin"}, ttl)
@@ -79,8 +85,8 @@ class Tokens:
             raise BadToken("this link is not valid")
         if kind == "invite" and isinstance(claims.get("sub"), str):
             return Grant(kind="invite", meeting_id=meeting_id, entry_id=claims["sub"])
-        if kind == "recorder" and isinstance(claims.get("sub"), str):
-            return Grant(kind="recorder", meeting_id=meeting_id, entry_id=claims["sub"])
+        if kind in ("recorder", "programme") and isinstance(claims.get("sub"), str):
+            return Grant(kind=kind, meeting_id=meeting_id, entry_id=claims["sub"])
         if kind == "guest" and claims.get("role") in ("participant", "viewer"):
             return Grant(kind="guest", meeting_id=meeting_id, role=Role(claims["role"]))
         raise BadToken("this link is not valid")

@@ -77,6 +77,9 @@ class RoomBroadcast(socketio.AsyncNamespace):  # type: ignore[misc]
             "speaking": stage.speakers.as_dict(),
             "recording": self._recording_state(live.room.meeting.id),
             "stage": stage.stage(),
+            # HLS players get a programme of the stage while the meeting is live
+            # (server/programmes.py); without it, only while the meeting is recorded.
+            "hls": self._settings.hls_idle > 0,
         }
 
     def _recording_state(self, meeting_id: str) -> dict[str, Any]:

@@ -45,10 +45,17 @@ class Settings:
     rtc_max_port: int = 0
     # Recordings not marked to keep are deleted this many days after they stop (0: never).
     recording_retention_days: int = 30
-    # The live programme of a recording (and of the HLS broadcast): canvas and frame rate.
-    # The recording process's CPU grows with both (docs/recording.md has figures).
+    # The live programme of a recording: canvas and frame rate. The recording process's CPU
+    # grows with both (docs/recording.md has figures).
     programme_size: str = "1280x720"
     programme_fps: int = 30
+    # The broadcast's HLS programme (the stage, composed in a process of its own while anyone
+    # watches over HLS; docs/broadcast.md): canvas, frame rate, and how long it keeps going
+    # after the last player asked for the playlist (0: no HLS programme; HLS then only while
+    # the meeting is recorded, from the recording's programme).
+    hls_size: str = "640x360"
+    hls_fps: int = 25
+    hls_idle: float = 60.0
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -85,6 +92,12 @@ def from_env(environ: Mapping[str, str] | None = None, **overrides: Any) -> Sett
         raise ValueError("VECHE_PROGRAMME_SIZE must be WIDTHxHEIGHT, e.g. 1280x720")
     if not 1 <= settings.programme_fps <= 60:
         raise ValueError("VECHE_PROGRAMME_FPS must be between 1 and 60")
+    if not _programme_size_ok(settings.hls_size):
+        raise ValueError("VECHE_HLS_SIZE must be WIDTHxHEIGHT, e.g. 640x360")
+    if not 1 <= settings.hls_fps <= 60:
+        raise ValueError("VECHE_HLS_FPS must be between 1 and 60")
+    if settings.hls_idle < 0:
+        raise ValueError("VECHE_HLS_IDLE must be 0 or more seconds")
     return settings
 
 

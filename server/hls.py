@@ -1,16 +1,22 @@
-"""The broadcast's programme as HLS (docs/broadcast.md): a meeting's playlist and segments,
-from its running recording (the live sliding window) or else its latest one (VOD).
+"""The broadcast's programme as HLS (docs/broadcast.md): a meeting's playlist and segments.
+
+While the meeting is live: its broadcast programme (server/programmes.py, the stage), started by
+the first request and kept going while players ask; the first request waits for the first
+segment. Otherwise: a recording being made (its live window), else the latest programme or
+recording that has a playlist (VOD).
 
 `GET /hls/{meeting_id}/index.m3u8` and `GET /hls/{meeting_id}/segment-NNNNN.ts`. Who may watch:
 as the viewer page, anyone for a public meeting open to viewers; otherwise a token of that
 meeting (`?token=`, as a player cannot send headers, or `Authorization: Bearer`) or the admin.
-The playlist is served with its segment URIs rewritten to carry the recording's id and the
-token (`segment-00003.ts?rec=<id>&token=<token>`): every player, hls.js or a native one,
-then fetches segments with the same rights, and a segment URL names one recording's file for
-good, so segments may be cached as immutable while the playlist is not cached at all.
+The playlist is served with its segment URIs rewritten to carry the programme's or recording's
+id and the token (`segment-00003.ts?prg=<id>&token=<token>`, `?rec=` for a recording): every
+player, hls.js or a native one, then fetches segments with the same rights, and a segment URL
+names one file for good, so segments may be cached as immutable while the playlist is not
+cached at all.
 """
 
 import asyncio
+import contextlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +30,13 @@ from rooms.errors import Forbidden
 from rooms.meeting import Meeting
 from rooms.recordings import Recording, RecordingStatus
 from server.api.recording_guard import credentials
+from server.config import Settings
 from server.context import SETTINGS, STORE
 from server.errors import error_response
+from server.programmes import PROGRAMMES, Session
 from server.recordings import directory_of
 
-# Only names recording/hls.py writes: nothing else in a recording's directory is reachable.
+# Only names recording/hls.py writes: nothing else in a programme's directory is reachable.
 SEGMENT_NAME = re.compile(r"segment-(\d{5,9})\.ts")
 RECORDING_ID = re.compile(r"[A-Za-z0-9]{1,64}")
 # The egress is still writing these: their playlist is the live one.
@@ -37,20 +45,32 @@ PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 SEGMENT_TYPE = "video/mp2t"
 IMMUTABLE = "max-age=31536000, immutable"
 ENDLIST = "#EXT-X-ENDLIST"
-# The live playlist of a recording whose first segment is not complete yet.
+# The live playlist of a programme whose first segment is not complete yet.
 STARTING = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n"
+# A programme that has just started: its first playlist request waits this long at most for
+# the first segment (the process joins in 1-2 s, a segment is 2 s), so that a player starts
+# playing rather than meeting an empty playlist. Below hls.js's 10 s manifest timeout.
+FIRST_SEGMENT_WAIT = 8.0
 
 
 @dataclass(frozen=True)
 class Programme:
-    """The recording whose HLS a meeting's viewers get, and where its files are."""
+    """What a meeting's HLS players get: a broadcast programme ("prg") or a recording's
+    ("rec"), its id, where its files are, and whether it is still being written."""
 
-    recording: Recording
+    kind: str
+    id: str
     directory: Path
+    live: bool
 
-    @property
-    def live(self) -> bool:
-        return self.recording.status in LIVE
+    @classmethod
+    def of_recording(cls, settings: Settings, rec: Recording) -> "Programme":
+        directory = directory_of(settings, rec.id) / HLS_DIRECTORY
+        return cls("rec", rec.id, directory, rec.status in LIVE)
+
+    @classmethod
+    def of_session(cls, session: Session) -> "Programme":
+        return cls("prg", session.id, session.hls, session.live)
 
 
 def _missing(message: str, code: str = "not_found") -> web.Response:
@@ -72,28 +92,70 @@ async def _meeting(request: web.Request) -> Meeting | web.Response:
 
 
 async def _programme(request: web.Request, meeting: Meeting) -> Programme | None:
-    """`?rec=` names one of the meeting's recordings (segment URLs carry it); otherwise the
-    recording being made, or when none is, the latest one that has a playlist."""
+    """`?prg=` or `?rec=` names one of the meeting's programmes or recordings (segment URLs
+    carry it); otherwise, while the meeting is live, its broadcast programme (started now if
+    need be); else a recording being made; else the latest programme or recording that has a
+    playlist."""
     settings = request.app[SETTINGS]
-    store = request.app[STORE]
-    wanted = request.query.get("rec")
-    if wanted is not None:
+    programmes = request.app[PROGRAMMES]
+    if "prg" in request.query:
+        session = programmes.session(meeting.id, request.query["prg"])
+        return None if session is None else Programme.of_session(session)
+    if "rec" in request.query:
+        wanted = request.query["rec"]
         if not RECORDING_ID.fullmatch(wanted):
             return None
-        rec = await store.get_recording(wanted)
+        rec = await request.app[STORE].get_recording(wanted)
         if rec is None or rec.meeting_id != meeting.id:
             return None
-        return Programme(rec, directory_of(settings, rec.id) / HLS_DIRECTORY)
-    recordings = await store.list_recordings(meeting.id)  # newest first
+        return Programme.of_recording(settings, rec)
+    if request.match_info.get("name") is None:  # a playlist request keeps the programme going
+        session = await programmes.want(meeting.id)
+        if session is not None:
+            return Programme.of_session(session)
+    recordings = await request.app[STORE].list_recordings(meeting.id)  # newest first
     running = next((rec for rec in recordings if rec.status in LIVE), None)
     # A new recording's first segment is 2 s away: its viewers get an empty live playlist and
     # wait for it (a player reloads it), rather than an older recording's VOD.
     if running is not None:
-        return Programme(running, directory_of(settings, running.id) / HLS_DIRECTORY)
-    for rec in recordings:
-        directory = directory_of(settings, rec.id) / HLS_DIRECTORY
-        if RECORDING_ID.fullmatch(rec.id) and (directory / PLAYLIST).is_file():
-            return Programme(rec, directory)
+        return Programme.of_recording(settings, running)
+    sessions = await asyncio.to_thread(programmes.sessions, meeting.id)
+    candidates = [Programme.of_session(s) for s in sessions]
+    candidates += [
+        Programme.of_recording(settings, rec)
+        for rec in recordings
+        if RECORDING_ID.fullmatch(rec.id)
+    ]
+    return await asyncio.to_thread(_newest, candidates)
+
+
+def _newest(candidates: list[Programme]) -> Programme | None:
+    """The programme whose playlist was written last (a live one first)."""
+    best: tuple[float, Programme] | None = None
+    for programme in candidates:
+        try:
+            written = (programme.directory / PLAYLIST).stat().st_mtime
+        except OSError:
+            if not programme.live:
+                continue
+            written = float("inf")
+        if best is None or written > best[0]:
+            best = (written, programme)
+    return None if best is None else best[1]
+
+
+async def _first_segment(programme: Programme) -> str | None:
+    """The playlist of a programme that has just started, once it lists a segment (or None
+    after FIRST_SEGMENT_WAIT)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + FIRST_SEGMENT_WAIT
+    path = programme.directory / PLAYLIST
+    while loop.time() < deadline:
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            text = await asyncio.to_thread(path.read_text, "utf-8")
+            if SEGMENT_NAME.search(text):
+                return text
+        await asyncio.sleep(0.2)
     return None
 
 
@@ -110,7 +172,7 @@ def _cache(meeting: Meeting, policy: str) -> dict[str, str]:
 def _rewrite(text: str, programme: Programme, token: str | None) -> str:
     """The playlist as served: segment URIs with the recording and the token; a playlist a
     crashed egress never ended gets its #EXT-X-ENDLIST, as nothing will be added to it."""
-    query = {"rec": programme.recording.id}
+    query = {programme.kind: programme.id}
     if token:
         query["token"] = token
     suffix = "?" + urlencode(query)
@@ -141,7 +203,8 @@ async def playlist(request: web.Request) -> web.StreamResponse:
     programme = await _programme(request, meeting)
     if programme is None:
         return _missing(
-            "this meeting has no programme to watch (it is not recorded)", "no_programme"
+            "this meeting has no programme to watch (it is not live and was not recorded)",
+            "no_programme",
         )
     try:
         text = await asyncio.to_thread((programme.directory / PLAYLIST).read_text, "utf-8")
@@ -149,6 +212,8 @@ async def playlist(request: web.Request) -> web.StreamResponse:
         if not programme.live:
             return _missing("this meeting's programme cannot be read", "no_programme")
         text = STARTING
+    if programme.live and programme.kind == "prg" and not SEGMENT_NAME.search(text):
+        text = await _first_segment(programme) or text
     body = _rewrite(text, programme, request.query.get("token"))
     return web.Response(text=body, content_type=PLAYLIST_TYPE, headers=_cache(meeting, "no-cache"))
 

@@ -45,7 +45,9 @@ STOPPING_MESSAGE = "The server is restarting; reconnect in a moment."
 REPLACED_MESSAGE = "You joined from another window or device."
 RECORDER_SEAT = "rec-"  # + recording id: the recording process's hidden seat
 PROJECTOR_SEAT = "prj-"  # + a random part: a hall projector's hidden, receive-only seat
-HIDDEN_SEATS = (RECORDER_SEAT, PROJECTOR_SEAT)  # seats outside the roster: no grace period
+PROGRAMME_SEAT = "prg-"  # + session id: the broadcast programme's hidden seat (stage only)
+# Seats outside the roster: no grace period.
+HIDDEN_SEATS = (RECORDER_SEAT, PROJECTOR_SEAT, PROGRAMME_SEAT)
 
 SDP_EVENTS = frozenset({"publish", "subscribe_answer"})
 
@@ -182,7 +184,7 @@ class MeetingNamespace(RoomBroadcast):
                 if live.room.in_lobby(conn.entry_id):
                     events = live.room.withdraw(conn.entry_id)
             elif conn.seat_id is not None and conn.seat_id.startswith(HIDDEN_SEATS):
-                await self._recorder_gone(sid, live, conn.seat_id)
+                await self._hidden_gone(sid, live, conn.seat_id)
             elif conn.seat_id is not None and live.sids.get(conn.seat_id) == sid:
                 # The seat is kept for the grace period, shown as not connected.
                 del live.sids[conn.seat_id]
@@ -198,9 +200,9 @@ class MeetingNamespace(RoomBroadcast):
     async def _join(self, sid: str, conn: Connection, p: dict[str, Any]) -> dict[str, Any]:
         if conn.meeting_id is not None:
             raise RoomError("already_joined", "this connection has already joined")
-        recorder = self._recorder_grant(p.get("token"))
-        if recorder is not None:
-            return await self._join_recorder(sid, conn, recorder)
+        process = self._process_grant(p.get("token"))
+        if process is not None:
+            return await self._join_process(sid, conn, process)
         if p.get("projector") is True:
             return await self._join_projector(sid, conn, p.get("token"))
         meeting, visitor, personal = await at_the_door(p, self._store(), self._tokens)
@@ -299,66 +301,74 @@ class MeetingNamespace(RoomBroadcast):
             await self._tell(sid, "joined", self._snapshot(live, seat_id))
             self._stage(live).offer_soon(seat_id)
 
-    # the recording process (server/recorder.py): a hidden subscriber of the whole room
+    # the recording process (server/recorder.py), a hidden subscriber of the whole room, and the
+    # broadcast's programme process (server/programmes.py), a hidden subscriber of the stage
 
-    def _recorder_grant(self, token: object) -> Grant | None:
-        """The grant of a recorder token; None for anything else (checked as usual later)."""
+    def _process_grant(self, token: object) -> Grant | None:
+        """The grant of a recorder or programme token; None for anything else (checked as
+        usual later)."""
         try:
             grant = self._tokens.check(token)
         except BadToken:
             return None
-        return grant if grant.kind == "recorder" else None
+        return grant if grant.kind in ("recorder", "programme") else None
 
-    async def _join_recorder(self, sid: str, conn: Connection, grant: Grant) -> dict[str, Any]:
-        """Seat a recorder: not in the room's roster, lists or attendance; in the socket.io
-        room for its events, and offered every published track like any subscriber."""
-        recording = await self._store().get_recording(grant.entry_id)
-        if (
-            recording is None
-            or recording.meeting_id != grant.meeting_id
-            or recording.status is not RecordingStatus.RECORDING
-        ):
-            raise BadToken("this recorder token is not for a recording of this meeting")
+    async def _join_process(self, sid: str, conn: Connection, grant: Grant) -> dict[str, Any]:
+        """Seat a recorder or a programme process: not in the room's roster, lists or
+        attendance; in the socket.io room for its events, and offered every published track
+        (a recorder) or the stage (the programme) like any subscriber."""
+        if grant.kind == "recorder":
+            recording = await self._store().get_recording(grant.entry_id)
+            if (
+                recording is None
+                or recording.meeting_id != grant.meeting_id
+                or recording.status is not RecordingStatus.RECORDING
+            ):
+                raise BadToken("this recorder token is not for a recording of this meeting")
         live = self._meetings.get(grant.meeting_id)
         if live is None:
             raise RoomError("not_live", "the meeting is not live")
-        seat_id = RECORDER_SEAT + grant.entry_id
+        stage_only = grant.kind == "programme"
+        seat_id = (PROGRAMME_SEAT if stage_only else RECORDER_SEAT) + grant.entry_id
         async with live.lock:
             if self._meetings.get(grant.meeting_id) is not live:
                 raise RoomError("not_live", "the meeting is not live")
             if conn.meeting_id is not None:
                 raise RoomError("already_joined", "this connection has already joined")
             old_sid = live.sids.get(seat_id)
-            if old_sid is not None:  # the recorder reconnected before its old socket closed
+            if old_sid is not None:  # the process reconnected before its old socket closed
                 await self._detach(old_sid)
                 await self._leave_rooms(old_sid, live)
                 await self._close([old_sid])
             conn.meeting_id, conn.seat_id = grant.meeting_id, seat_id
             live.sids[seat_id] = sid
-        self._spawn(self._recorder_welcome(sid, live, seat_id))
+        self._spawn(self._process_welcome(sid, live, seat_id, stage_only))
         return {"ok": True, "status": "joined"}
 
-    async def _recorder_welcome(self, sid: str, live: LiveMeeting, seat_id: str) -> None:
+    async def _process_welcome(
+        self, sid: str, live: LiveMeeting, seat_id: str, stage_only: bool
+    ) -> None:
         await asyncio.sleep(0)
         async with live.lock:
             if live.sids.get(seat_id) != sid:
                 return
             stage = self._stage(live)
-            await stage.enter(seat_id)
+            await stage.enter(seat_id, stage_only=stage_only)
             await self.enter_room(sid, live.room_name)
             snapshot = {
-                "self": {"id": seat_id, "kind": "recorder"},
+                "self": {"id": seat_id, "kind": "programme" if stage_only else "recorder"},
                 "meeting": {"id": live.room.meeting.id, "title": live.room.meeting.title},
                 "participants": live.room.summary()["participants"],
                 "tracks": stage.tracks(),
                 "speaking": stage.speakers.as_dict(),
+                "stage": stage.stage(),
                 "ice_servers": client_ice_servers(self._settings, seat_id),
             }
             await self._tell(sid, "joined", snapshot)
             stage.offer_soon(seat_id)
 
-    async def _recorder_gone(self, sid: str, live: LiveMeeting, seat_id: str) -> None:
-        """The recorder left or its connection dropped (under the lock): no grace period."""
+    async def _hidden_gone(self, sid: str, live: LiveMeeting, seat_id: str) -> None:
+        """A hidden seat left or its connection dropped (under the lock): no grace period."""
         if live.sids.get(seat_id) == sid:
             del live.sids[seat_id]
             await self._leave_rooms(sid, live)
@@ -447,7 +457,7 @@ class MeetingNamespace(RoomBroadcast):
                     live.waiting.pop(conn.entry_id, None)
                     events = live.room.withdraw(conn.entry_id)
                 elif conn.seat_id is not None and conn.seat_id.startswith(HIDDEN_SEATS):
-                    await self._recorder_gone(sid, live, conn.seat_id)
+                    await self._hidden_gone(sid, live, conn.seat_id)
                     events = []
                 elif conn.seat_id is not None:
                     events = live.room.leave(conn.seat_id, "left")
@@ -575,7 +585,7 @@ class MeetingNamespace(RoomBroadcast):
 
     def _may_record(self, conn: Connection) -> tuple[LiveMeeting, RecordingControl]:
         live, seat_id = self._seated(conn)
-        if seat_id.startswith(RECORDER_SEAT) or not live.room.participant(seat_id).can(
+        if seat_id.startswith(HIDDEN_SEATS) or not live.room.participant(seat_id).can(
             Permission.RECORD
         ):
             raise Forbidden("only moderators may start or stop the recording")

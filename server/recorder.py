@@ -1,4 +1,5 @@
-"""The recording process of one recording: `python -m recording.egress`, started and stopped here.
+"""The recording process of one recording (and the broadcast's programme process, which is the
+same program with `--stage`): `python -m recording.egress`, started and stopped here.
 
 The egress is a client of the meeting like any other (it joins `/meeting` with a recorder
 token), so it runs apart from the forwarding process: the SFU never waits for it. Its output
@@ -11,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from server.auth import Tokens
@@ -49,14 +51,31 @@ class Egress:
         directory: Path,
     ) -> "Egress":
         """Start recording `meeting_id` into `directory` (created if missing)."""
+        token = tokens.recorder(meeting_id, recording_id)
+        egress = await cls.launch(settings, token, directory)
+        log.info("recording %s of %s: egress pid %d", recording_id, meeting_id, egress.pid)
+        return egress
+
+    @classmethod
+    async def launch(
+        cls,
+        settings: Settings,
+        token: str,
+        directory: Path,
+        extra: Sequence[str] = (),
+        canvas: tuple[str, int] | None = None,
+    ) -> "Egress":
+        """Start `python -m recording.egress` with `token` and `extra` arguments (`--stage`
+        for the broadcast's programme: server/programmes.py), writing into `directory`;
+        `canvas`: the programme's size and rate (default: the recording's settings)."""
         await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+        size, fps = canvas or (settings.programme_size, settings.programme_fps)
         args = [sys.executable, "-m", "recording.egress", "--url", local_url(settings)]
-        args += ["--dir", str(directory)]
-        args += ["--size", settings.programme_size, "--fps", str(settings.programme_fps)]
+        args += ["--dir", str(directory), *extra, "--size", size, "--fps", str(fps)]
         if settings.rtc_addresses:
             # The egress reaches the SFU on the addresses the SFU gathers on (same machine).
             args += ["--rtc-addresses", settings.rtc_addresses]
-        environment = {**os.environ, TOKEN_VARIABLE: tokens.recorder(meeting_id, recording_id)}
+        environment = {**os.environ, TOKEN_VARIABLE: token}
         with (directory / LOG_NAME).open("ab") as output:
             process = await asyncio.create_subprocess_exec(
                 *args,
@@ -68,7 +87,6 @@ class Egress:
                 # short; the server stops it with stop() and the finished files.
                 start_new_session=True,
             )
-        log.info("recording %s of %s: egress pid %d", recording_id, meeting_id, process.pid)
         return cls(process, directory)
 
     @property

@@ -7,7 +7,8 @@ msid stream id a browser sees is the publishing seat's id.
 
 Who receives what: a seat that may publish (and a hidden recorder seat) receives every track
 but its own; a seat that may not (a viewer) receives only the broadcast's stage (rooms/onstage.py),
-re-offered as the stage changes; a projector seat receives every track but its hall's.
+re-offered as the stage changes, and so does the hidden seat of the broadcast's programme
+(server/programmes.py); a projector seat receives every track but its hall's.
 """
 
 import asyncio
@@ -94,6 +95,7 @@ class Receiver:
     hidden: set[str] = field(default_factory=set)  # video the client paused (`video`)
     guard: LinkGuard = field(default_factory=LinkGuard)
     apart: str | None = None  # a projector's hall: tracks of this roster entry's seat not sent
+    stage_only: bool = False  # a hidden seat that gets what viewers get (the HLS programme)
 
     def wants(self, track: Track) -> bool:
         """Whether the client wants this track's media now (bandwidth aside)."""
@@ -331,8 +333,8 @@ class Stage:
             self._stage_told = state
             await self._announce("stage", state)
         if moved:
-            for seat_id in list(self._receivers):
-                if self._audience(seat_id):
+            for seat_id, receiver in list(self._receivers.items()):
+                if receiver.stage_only or self._audience(seat_id):
                     self._spawn(self._sync(seat_id))
         if moved or self.lead() != self._lead_told:
             self._lead_told = self.lead()
@@ -355,7 +357,7 @@ class Stage:
 
     def _wanted(self, seat_id: str, receiver: Receiver) -> dict[str, Track]:
         """The tracks this seat receives now."""
-        if self._audience(seat_id):
+        if receiver.stage_only or self._audience(seat_id):
             return {tid: self._tracks[tid] for tid in self._stage_ids if tid in self._tracks}
         wanted = {tid: t for tid, t in self._tracks.items() if t.participant != seat_id}
         if receiver.apart is not None:
@@ -367,10 +369,11 @@ class Stage:
 
     # receiving
 
-    async def enter(self, seat_id: str, apart: str | None = None) -> None:
+    async def enter(self, seat_id: str, apart: str | None = None, stage_only: bool = False) -> None:
         """A seat (re)joined on a connection: the old peer connections, from before a
         reconnect, are closed and a fresh receiving one is made (offered by `offer_soon`).
-        `apart`: a projector's roster entry, whose own tracks it does not receive."""
+        `apart`: a projector's roster entry, whose own tracks it does not receive;
+        `stage_only`: a hidden seat that receives the stage, as viewers do."""
         old = self._receivers.pop(seat_id, None)
         if old is not None:
             await self._sfu.unsubscribe(old.subscription)
@@ -378,7 +381,9 @@ class Stage:
             await self.unpublish(seat_id)
         if self.closed:
             return
-        self._receivers[seat_id] = Receiver(self._sfu.subscribe(), apart=apart)
+        self._receivers[seat_id] = Receiver(
+            self._sfu.subscribe(), apart=apart, stage_only=stage_only
+        )
 
     def offer_soon(self, seat_id: str) -> None:
         """Send the seat its first subscribe_offer (after `joined`) when there is anything."""

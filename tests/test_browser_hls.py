@@ -1,8 +1,8 @@
-"""The viewer page plays the broadcast's HLS in a real Chromium (hls.js): a real recording of an
-aiortc publisher (the egress process composing the programme), the viewer switching from WebRTC
-to HLS and back, and a browser without WebRTC falling back to HLS by itself. The latency behind
-the programme's clock (#EXT-X-PROGRAM-DATE-TIME) is measured and printed. With
-VECHE_SCREENSHOTS=<dir> the page playing HLS is saved as a PNG."""
+"""The viewer page plays the broadcast's HLS in a real Chromium (hls.js): an aiortc publisher in a
+live meeting, the programme process (started by the first player) composing the stage, the viewer
+switching from WebRTC to HLS and back, and a browser without WebRTC falling back to HLS by itself.
+The latency behind the programme's clock (#EXT-X-PROGRAM-DATE-TIME) is measured and printed.
+With VECHE_SCREENSHOTS=<dir> the page playing HLS is saved as a PNG."""
 
 import asyncio
 import os
@@ -14,6 +14,7 @@ from playwright.async_api import Page, expect
 
 from rooms.meeting import Meeting
 from server.config import Settings
+from server.programmes import PROGRAMMES
 from tests.browser import chromium, open_tab, wait_until
 from tests.conftest import LiveServer
 from tests.media_clients import MeetingPeer
@@ -42,8 +43,8 @@ def settings(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-async def recorded(live_server: LiveServer, media_clip: Clip) -> AsyncIterator[Meeting]:
-    """A public meeting whose host publishes the test clip, with recording on."""
+async def broadcast(live_server: LiveServer, media_clip: Clip) -> AsyncIterator[Meeting]:
+    """A public meeting whose host publishes the test clip (not broadcast)."""
     meeting: Meeting = await make_meeting(
         live_server, title="Открытое заседание", visibility="public", settings={"lobby": False}
     )
@@ -52,10 +53,7 @@ async def recorded(live_server: LiveServer, media_clip: Clip) -> AsyncIterator[M
     try:
         assert (await host.client.join(token=host.token))["status"] == "joined"
         await host.publish()
-        status, body = await live_server.api("POST", f"/api/meetings/{meeting.id}/recording")
-        assert status == 201, body
         yield meeting
-        await live_server.api("DELETE", f"/api/meetings/{meeting.id}/recording")
     finally:
         await host.close()
 
@@ -85,21 +83,20 @@ async def latencies(page: Page, samples: int = 6) -> list[float]:
 
 
 async def test_a_viewer_switches_to_hls_and_a_browser_without_webrtc_falls_back(
-    live_server: LiveServer, recorded: Meeting
+    live_server: LiveServer, broadcast: Meeting
 ) -> None:
     async with chromium() as browser:
         # A browser whose WebRTC cannot connect (relay only, and no TURN server): it moves to
-        # HLS 10 s after the programme is there. Opened first, as its wait overlaps the rest.
+        # HLS after 10 s. Opened first, as its wait overlaps the rest.
         blocked = await open_tab(browser)
         await blocked.page.add_init_script(RELAY_ONLY)
-        await watch(blocked.page, live_server, recorded)
+        await watch(blocked.page, live_server, broadcast)
 
         tab = await open_tab(browser)
         page = tab.page
-        await watch(page, live_server, recorded)
-        await expect(page.locator("#rec-indicator")).to_be_visible()
+        await watch(page, live_server, broadcast)
         live, hls = page.locator("#mode-webrtc"), page.locator("#mode-hls")
-        await expect(hls).to_be_visible(timeout=15000)  # once the playlist has a segment
+        await expect(hls).to_be_visible()  # the meeting is live: HLS is there on request
         await expect(live).to_have_attribute("aria-pressed", "true")
         await wait_until(page, "VecheRoom.state.media.size > 0", 10)  # WebRTC plays
 
@@ -135,7 +132,7 @@ async def test_a_viewer_switches_to_hls_and_a_browser_without_webrtc_falls_back(
         # A browser without WebRTC plays the programme over HLS at once.
         bare = await open_tab(browser)
         await bare.page.add_init_script("delete window.RTCPeerConnection")
-        await watch(bare.page, live_server, recorded)
+        await watch(bare.page, live_server, broadcast)
         await expect(bare.page.locator("#hls-stage")).to_be_visible(timeout=10000)
         await expect(bare.page.locator("#mode-webrtc")).to_be_disabled()
         await expect(bare.page.locator("#mode-hls")).to_have_attribute("aria-pressed", "true")
@@ -146,11 +143,8 @@ async def test_a_viewer_switches_to_hls_and_a_browser_without_webrtc_falls_back(
         assert await blocked.page.evaluate("VecheHls.fellBack")  # not chosen: WebRTC failed
         await plays(blocked.page, 1.0)
 
-        # The recording stops: the player goes, the switch with it.
-        status, _ = await live_server.api("DELETE", f"/api/meetings/{recorded.id}/recording")
-        assert status == 200
-        await expect(bare.page.locator("#hls-stage")).to_be_hidden(timeout=15000)
-        await expect(page.locator("#hls-switch")).to_be_hidden()
-        await expect(bare.page.locator(".broadcast")).to_contain_text("cannot receive the live")
+        # Three players, one programme process for the meeting.
+        assert live_server.app[PROGRAMMES].running(broadcast.id) is not None
+        assert len(live_server.app[PROGRAMMES].sessions(broadcast.id)) == 1
         tab.assert_clean()
         bare.assert_clean()

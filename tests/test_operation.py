@@ -68,3 +68,8 @@ def test_settings_come_from_veche_variables_and_flags_override_them() -> None:
             from_env({"VECHE_PROGRAMME_SIZE": size})
     with pytest.raises(ValueError, match="PROGRAMME_FPS"):
         from_env({"VECHE_PROGRAMME_FPS": "0"})
+    assert from_env({"VECHE_HLS_SIZE": "1280x720"}).hls_size == "1280x720"
+    for name, value in (("HLS_SIZE", "big"), ("HLS_FPS", "61"), ("HLS_IDLE", "-1")):
+        with pytest.raises(ValueError, match=name):
+            from_env({f"VECHE_{name}": value})
+    assert from_env({"VECHE_HLS_IDLE": "0"}).hls_idle == 0

@@ -1,6 +1,9 @@
 // The viewer page's HLS player (docs/broadcast.md): the meeting's programme through hls.js, a few
 // seconds behind live, when this browser has no WebRTC, when the WebRTC connection fails, or when
-// the viewer chooses it. Offered only while the meeting is recorded and its playlist is there.
+// the viewer chooses it. Offered while the meeting is live: the server composes the stage for HLS
+// players on demand (the first playlist request starts it and waits for its first segment). On a
+// server with that switched off, offered only while the meeting is recorded and its playlist is
+// there.
 "use strict";
 
 (() => {
@@ -22,8 +25,9 @@
   const FAILED_AFTER_MS = 10000; // WebRTC not connected this long while the stage has video
   const prefKey = "veche:hls:" + (config.token || config.meeting_id);
 
+  let onDemand = false; // the server makes a programme for HLS players while the meeting is live
   let recording = false; // the meeting is recorded: its programme is (or will be) in HLS
-  let available = false; // the playlist answered and is live
+  let available = false; // there is (or will be on request) a live programme
   let chosen = webrtc ? sessionStorage.getItem(prefKey) || "webrtc" : "hls";
   let player = null; // the Hls instance (or true for a native player)
   let probeTimer = 0;
@@ -46,6 +50,15 @@
     if (player) return;
     box.hidden = false;
     hideWebRtc(true);
+    // The first request starts the programme on the server and waits for its first segment.
+    $("hls-status").textContent = t("Starting the broadcast programme…");
+    $("hls-status").hidden = false;
+    video.addEventListener("playing", () => {
+      if ($("hls-status").textContent === t("Starting the broadcast programme…")) {
+        $("hls-status").textContent = "";
+        $("hls-status").hidden = true;
+      }
+    }, { once: true });
     if (withHlsJs) {
       // 3 s behind hls.js's live edge, which is itself up to 2.2 s behind the programme (a
       // segment is listed once complete): 3.2-5.2 s in all, the "under 6 s", with a
@@ -119,7 +132,7 @@
 
   async function probe() {
     clearTimeout(probeTimer);
-    if (!recording) return;
+    if (!recording || onDemand) return;
     let live = false;
     try {
       const response = await fetch(playlist, { cache: "no-store" });
@@ -137,10 +150,22 @@
     if (!live) probeTimer = setTimeout(probe, PROBE_MS);
   }
 
+  function onJoined(snapshot) {
+    onDemand = Boolean(snapshot.hls);
+    if (onDemand) {
+      available = true;
+      if (!webrtc) $("broadcast").querySelector("p").textContent =
+        t("This browser cannot receive the live video: the broadcast plays here over HLS, a few seconds behind.");
+      render();
+    }
+    onRecording(snapshot.recording);
+  }
+
   function onRecording(data) {
     const on = Boolean(data && data.on);
     if (on === recording) return;
     recording = on;
+    if (onDemand) return; // the programme does not depend on the recording
     if (on) {
       probe();
     } else {
@@ -192,7 +217,7 @@
   video.addEventListener("waiting", () => { if (video.currentTime > 0) window.VecheHls.stalls += 1; });
   $("mode-webrtc").addEventListener("click", () => choose("webrtc"));
   $("mode-hls").addEventListener("click", () => choose("hls"));
-  socket.on("joined", (snapshot) => onRecording(snapshot.recording));
+  socket.on("joined", onJoined);
   socket.on("recording", onRecording);
   render();
 })();
