@@ -61,6 +61,12 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="scenario", required=True)
     b = sub.add_parser("broadcast", parents=[common], help="1 publisher -> M viewers")
     b.add_argument("-m", "--viewers", type=int, default=10)
+    b.add_argument(
+        "--hls",
+        action="store_true",
+        help="one HLS player too (Veche): the broadcast programme process's CPU and the time "
+        "from the first playlist request to a segment are reported",
+    )
     m = sub.add_parser("meeting", parents=[common], help="N participants, all see all")
     m.add_argument("-n", "--participants", type=int, default=4)
     m.add_argument(
@@ -155,7 +161,7 @@ async def _veche(args: argparse.Namespace) -> AsyncIterator[Running]:
 def plans(args: argparse.Namespace) -> list[Plan]:
     window = {"seconds": args.seconds, "settle": args.settle}
     if args.scenario == "broadcast":
-        return [Plan("broadcast", 1, args.viewers, **window)]
+        return [Plan("broadcast", 1, args.viewers, hls=args.hls, **window)]
     if args.scenario == "meeting":
         n = args.participants
         return [Plan("meeting", n, n - 1, record=args.record, **window)]

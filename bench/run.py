@@ -36,6 +36,7 @@ class Plan:
     join_timeout: float = 15.0
     join_parallel: int = 8
     record: bool = False  # a Veche meeting recorded during the window
+    hls: bool = False  # a Veche broadcast watched by one HLS player (the programme runs)
 
     def load_watches(self, probe: bool) -> list[tuple[int, int]]:
         """The watches the main process makes: with a source process, each publisher's first
@@ -100,6 +101,7 @@ async def measure(
     # On Veche a meeting participant's one subscribe connection carries every other
     # participant's tracks: each publisher also watches, and nobody else joins.
     together = isinstance(target, VecheTarget) and plan.scenario == "meeting"
+    stoppers: list[Callable[[], object]] = []  # background work to end with the run
     try:
         feeds: list[Feed] = []
         if probe:
@@ -127,6 +129,15 @@ async def measure(
                 raise ValueError("--record: only a Veche server records")
             progress.show("starting the recording")
             await target.start_recording()
+
+        hls_start = None
+        if plan.hls:
+            if not isinstance(target, VecheTarget):
+                raise ValueError("--hls: only a Veche server makes an HLS programme")
+            progress.show("starting the HLS programme (the first playlist request)")
+            hls_start = await target.start_hls()
+            player = asyncio.ensure_future(target.hls_player())
+            stoppers.append(player.cancel)
 
         gate = asyncio.Semaphore(plan.join_parallel)
         watches = [] if together else plan.load_watches(probe)
@@ -164,8 +175,11 @@ async def measure(
         if plan.record and isinstance(target, VecheTarget):
             progress.show("stopping the recording, waiting for the playback MP4")
             result.recording_ready_s = await target.stop_recording()
+        result.hls_start_s = hls_start
         return result
     finally:
+        for stop in stoppers:
+            stop()
         if plan.record and isinstance(target, VecheTarget):
             await target.abandon_recording()
         gc.unfreeze()
@@ -259,7 +273,7 @@ async def _window(
         used = server1.cpu_seconds - server0.cpu_seconds
         cpu_percent = used / wall * 100
         root = server1.root_cpu_seconds - server0.root_cpu_seconds
-        if plan.record:  # the recording process is the server's child
+        if plan.record or plan.hls:  # the recording/programme process is the server's child
             recording_cpu = (used - root) / wall * 100
         if server_pps:
             forwarding_us = root / wall / server_pps * 1e6

@@ -57,6 +57,9 @@ class Result:
     # process) in % of a core, and seconds from the stop until the playback MP4 was ready.
     recording_cpu_percent: float | None = None
     recording_ready_s: float | None = None
+    # With an HLS player (--hls): seconds from the first playlist request to a listed segment;
+    # the programme process's CPU is then recording_cpu_percent (the server's children).
+    hls_start_s: float | None = None
     # Veche's own count of the RTP packets it forwarded (/metrics), the recording process's
     # feeds included, and the forwarding process's CPU per such packet.
     server_forwarded_pps: float | None = None
@@ -82,7 +85,8 @@ def _scenario(r: Result) -> str:
     if r.scenario == "meeting":
         recorded = ", recorded" if r.recording_cpu_percent is not None else ""
         return f"meeting {r.publishers} ({r.viewers} subscr., {r.feeds} feeds{recorded})"
-    return f"{r.scenario} {r.publishers}->{r.viewers}"
+    hls = " + HLS" if r.hls_start_s is not None else ""
+    return f"{r.scenario} {r.publishers}->{r.viewers}{hls}"
 
 
 def _num(value: float | None, digits: int = 1) -> str:
@@ -120,7 +124,15 @@ def table(results: list[Result]) -> str:
         f"process {_num(r.forwarding_cpu_us_per_packet)} µs per packet it forwarded "
         f"({_num(r.server_forwarded_pps, 0)} pkt/s, the recorder's feeds included)"
         for r in results
-        if r.recording_cpu_percent is not None
+        if r.recording_cpu_percent is not None and r.hls_start_s is None
+    ]
+    notes += [
+        f"  {r.server} {r.scenario}: HLS programme process {_num(r.recording_cpu_percent)}% "
+        f"of a core; first playlist with a segment {_num(r.hls_start_s)} s after the first "
+        f"request; forwarding process {_num(r.forwarding_cpu_us_per_packet)} µs per packet "
+        f"it forwarded ({_num(r.server_forwarded_pps, 0)} pkt/s, the programme's feeds included)"
+        for r in results
+        if r.hls_start_s is not None
     ]
     return "\n".join(lines + notes)
 

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 NAMESPACE = "/meeting"
 SIGNAL_TIMEOUT = 30.0
 RECORDING_READY_LIMIT = 60.0
+HLS_START_LIMIT = 20.0  # s from the first playlist request to a listed segment
 SOURCES = {"audio": "microphone", "video": "camera"}
 
 
@@ -279,6 +280,39 @@ class VecheTarget:
             self._recording = ""
             with contextlib.suppress(VecheError, aiohttp.ClientError, TimeoutError):
                 await self._api("DELETE", f"/meetings/{self.meeting}/recording", None)
+
+    async def start_hls(self) -> float:
+        """Ask for the meeting's HLS playlist as a player would (it starts the broadcast
+        programme); the seconds until the playlist listed a segment."""
+        started = time.monotonic()
+        while time.monotonic() - started < HLS_START_LIMIT:
+            text = await self._hls_playlist()
+            if "#EXTINF" in text:
+                return time.monotonic() - started
+            await asyncio.sleep(0.5)
+        raise VecheError(f"no HLS segment {HLS_START_LIMIT:.0f} s after the first request")
+
+    async def hls_player(self) -> None:
+        """A player: the playlist every 2 s and each new segment, until cancelled."""
+        fetched: set[str] = set()
+        while True:
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError, VecheError):
+                text = await self._hls_playlist()
+                for line in text.splitlines():
+                    if line and not line.startswith("#") and line not in fetched:
+                        fetched.add(line)
+                        url = f"{self.url}/hls/{self.meeting}/{line}"
+                        async with self._http.get(url) as response:
+                            await response.read()
+            await asyncio.sleep(2.0)
+
+    async def _hls_playlist(self) -> str:
+        url = f"{self.url}/hls/{self.meeting}/index.m3u8"
+        async with self._http.get(url) as response:
+            text = await response.text()
+            if response.status != 200:
+                raise VecheError(f"GET {url}: HTTP {response.status}: {text}")
+            return text
 
     async def close(self) -> None:
         await self._http.close()

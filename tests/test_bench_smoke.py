@@ -97,9 +97,12 @@ def test_janus_meeting_measured_in_one_process() -> None:
 
 def test_veche_broadcast() -> None:
     """The real `veche serve` as a subprocess, driven through its REST API and socket.io
-    signaling: a meeting without lobby, a speaker publishing, two viewers on a guest link."""
-    result = broadcast("veche", "vp8")
+    signaling: a meeting without lobby, a speaker publishing, two viewers on a guest link, and
+    an HLS player (the broadcast programme process runs during the window)."""
+    result = tool_json("broadcast", "--server", "veche", "--codec", "vp8", "-m", "2", "--hls")
     check(result)
+    assert 0 < result["hls_start_s"] < 10
+    assert result["recording_cpu_percent"] > 1  # the programme process decoded and encoded
     assert result["server"] == "veche"
     # Veche forwards payloads untouched: frames match their send times.
     assert result["delay_matched_percent"] > 90
