@@ -13,7 +13,6 @@ programme.mp4 once it stopped, egress.json and egress.log.
 """
 
 import asyncio
-import contextlib
 import logging
 import re
 import secrets
@@ -29,6 +28,7 @@ from recording.compositor import HLS_DIRECTORY
 from server.auth import Tokens
 from server.config import Settings
 from server.context import LIVE, SETTINGS, TOKENS
+from server.periodic import repeating
 
 log = logging.getLogger(__name__)
 
@@ -211,20 +211,8 @@ def setup_programmes(app: web.Application) -> None:
     app[PROGRAMMES] = programmes
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
-        sweeper = asyncio.ensure_future(_sweep(programmes))
-        yield
-        sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeper
+        async with repeating(SWEEP_EVERY, programmes.sweep, "programme sweep"):
+            yield
         await programmes.close()
 
     app.cleanup_ctx.append(lifetime)
-
-
-async def _sweep(programmes: Programmes) -> None:
-    while True:
-        await asyncio.sleep(SWEEP_EVERY)
-        try:
-            await programmes.sweep()
-        except Exception:
-            log.exception("programme sweep failed")

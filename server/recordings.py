@@ -34,6 +34,7 @@ from server.api.recording_guard import require_reader
 from server.auth import Tokens
 from server.config import Settings
 from server.context import LIVE, RECORDINGS, SETTINGS, STORE, TOKENS
+from server.periodic import repeating
 
 log = logging.getLogger(__name__)
 
@@ -533,20 +534,9 @@ def setup_recordings(app: web.Application) -> None:
         await recordings.recover()
         with contextlib.suppress(OSError):  # a sweep that fails now is tried again later
             await recordings.expire()
-        sweeper = asyncio.ensure_future(_sweep(recordings))
-        yield
-        sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeper
+        # One failed sweep (a busy disk) must not end retention for good.
+        async with repeating(SWEEP_EVERY, recordings.expire, "retention sweep"):
+            yield
         await recordings.close()
 
     app.cleanup_ctx.append(lifetime)
-
-
-async def _sweep(recordings: Recordings) -> None:
-    while True:
-        await asyncio.sleep(SWEEP_EVERY)
-        try:
-            await recordings.expire()
-        except Exception:  # one failed sweep (a busy disk) must not end retention for good
-            log.exception("retention sweep failed")
