@@ -171,6 +171,8 @@ class Recorder:
             except Refused as refused:
                 if refused.code != "not_live":
                     raise Stopped(f"refused: {refused.code}") from None
+                if self.stage_only:  # the broadcast's programme starts anew when wanted
+                    raise Stopped("meeting_gone") from None
             except (OSError, TimeoutError) as error:
                 logger.info("cannot rejoin yet: %s", error)
             if loop.time() > deadline:

@@ -119,6 +119,12 @@ class RoomBroadcast(socketio.AsyncNamespace):  # type: ignore[misc]
         if len(live.room) == 0 and self._meetings.get(meeting_id) is live:
             del self._meetings[meeting_id]
             self._recording_over(meeting_id)
+            # Seats outside the roster (a recorder, the programme, a projector) would be left
+            # alone in a room that is no more: it has ended for them, and they are let go (a
+            # projector comes back for the next meeting on its link).
+            alone, live.sids = list(live.sids.values()), {}
+            for sid in alone:
+                self._spawn(self._end_alone(sid))
             if live.stage is not None:
                 self._spawn(live.stage.close())
 
@@ -352,6 +358,11 @@ class RoomBroadcast(socketio.AsyncNamespace):  # type: ignore[misc]
         entry = await store.get_entry(meeting_id, roster_id)
         if entry is not None:
             await store.update_entry(replace(entry, role=role))
+
+    async def _end_alone(self, sid: str) -> None:
+        await self._tell(sid, "ended", {"message": "everyone has left"})
+        await self._detach(sid)
+        await self._close([sid])
 
     async def _close(self, sids: list[str]) -> None:
         """Disconnect connections after telling them why, outside any room lock.

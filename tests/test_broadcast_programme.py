@@ -200,3 +200,27 @@ async def test_programme_ids_that_are_not_ours_are_404(
     status, text = await get(f"{base}/index.m3u8?token={token}")
     assert status == 404 and "no_programme" in text
     assert live_server.app[PROGRAMMES].running(meeting.id) is None
+
+
+async def test_seats_outside_the_roster_are_told_when_everyone_has_left(
+    live_server: LiveServer, meeting: Meeting
+) -> None:
+    """The programme's (or a recorder's, a projector's) seat is not a participant: when the
+    last participant leaves, the meeting has ended for it and it is let go, whatever it was
+    doing (an answer to an offer in flight used to leave it waiting for a minute)."""
+    host = await Client.open(live_server.url)
+    programme = await Client.open(live_server.url)
+    try:
+        await host.join(token=await invite(live_server, meeting, "Анна", "host"))
+        token = live_server.tokens.programme(meeting.id, "20261128T000000-abcd")
+        assert (await programme.join(token=token))["status"] == "joined"
+        assert programme.snapshot["self"] == {"id": "prg-20261128T000000-abcd", "kind": "programme"}
+        assert "stage" in programme.snapshot
+        assert "prg-" not in str(host.unread("participant_joined"))
+        await host.call("leave", {})
+        ended = await programme.next("ended")
+        assert ended == {"message": "everyone has left"}
+        await asyncio.wait_for(programme.closed.wait(), 5)
+    finally:
+        await host.close()
+        await programme.close()
