@@ -168,6 +168,9 @@ async def test_admin_pages_need_the_cookie_or_a_host_link(live_server: LiveServe
     assert "Roster" in html and "Attendance" in html and "Download CSV" in html
     assert f'href="/api/meetings/{meeting.id}/attendance.csv"' in html
     assert page_config(html)["token"] is None  # the cookie authorizes the calls
+    # Where external players and sites watch the broadcast.
+    assert f'value="{live_server.url}/hls/{meeting.id}/index.m3u8"' in html
+    assert f'value="{live_server.url}/whep/{meeting.id}"' in html
     status, html, _ = await get(url + "/meetings/nope", cookies=cookie, lang="en")
     assert status == 404 and "Meeting not found" in html
 

@@ -295,6 +295,8 @@ async def meeting_admin(request: web.Request) -> web.StreamResponse:
         "attendance": await backend.attendance(meeting_id),
         "live": backend.live(meeting_id),
         "watch_url": f"{backend.base_url}/watch/{meeting_id}",
+        "hls_url": f"{backend.base_url}/hls/{meeting_id}/index.m3u8",
+        "whep_url": f"{backend.base_url}/whep/{meeting_id}",
         "admin_mode": not token,
         "room_url": str(url(request, "room", token=token)) if token else None,
         "recordings_url": str(
