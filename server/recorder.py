@@ -8,6 +8,7 @@ goes to `<directory>/egress.log`; its own state is in `<directory>/egress.json`.
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -22,6 +23,70 @@ log = logging.getLogger(__name__)
 
 TOKEN_VARIABLE = "VECHE_RECORDER_TOKEN"  # the token goes by environment, not on `ps` output
 LOG_NAME = "egress.log"
+EGRESS = (sys.executable, "-m", "recording.egress")
+STANDBY_LOG = "egress-standby.log"
+
+
+class Standby:
+    """One egress process started ahead (`--standby`), its imports done, waiting for a job on
+    stdin: a recording or a programme then starts 1-2 s sooner (the first seconds after the
+    click are recorded). Taking it starts the next one. It exits when the server's end of its
+    stdin closes, so nothing outlives the server."""
+
+    def __init__(self) -> None:
+        self._process: asyncio.subprocess.Process | None = None
+        self._starting: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one its pipes belong to
+
+    def warm(self, settings: Settings) -> None:
+        """Have one ready (started in the background)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # a new event loop (a test's): the old pipes are gone
+            self._forget()
+            self._loop = loop
+        if self._process is None and self._starting is None:
+            self._starting = asyncio.ensure_future(self._start(settings))
+
+    def _forget(self) -> None:
+        process, self._process, self._starting = self._process, None, None
+        if process is not None and process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+
+    async def _start(self, settings: Settings) -> None:
+        try:
+            await asyncio.to_thread(settings.data_dir.mkdir, parents=True, exist_ok=True)
+            with (settings.data_dir / STANDBY_LOG).open("ab") as output:
+                self._process = await asyncio.create_subprocess_exec(
+                    *EGRESS,
+                    "--standby",
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=output,
+                    stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True,
+                )
+        except OSError as error:
+            log.warning("no standby egress: %s", error)
+        finally:
+            self._starting = None
+
+    async def take(self, settings: Settings) -> asyncio.subprocess.Process | None:
+        """The waiting process (None: none is alive; start one the usual way), and the next
+        one started."""
+        if self._loop is not asyncio.get_running_loop():
+            self.warm(settings)
+            return None
+        if self._starting is not None:
+            with contextlib.suppress(Exception):
+                await self._starting
+        process, self._process = self._process, None
+        self.warm(settings)
+        if process is None or process.returncode is not None:
+            return None
+        return process
+
+
+STANDBY = Standby()  # shared by the servers of one Python process: a job names its server
 
 
 def local_url(settings: Settings) -> str:
@@ -70,23 +135,33 @@ class Egress:
         `canvas`: the programme's size and rate (default: the recording's settings)."""
         await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
         size, fps = canvas or (settings.programme_size, settings.programme_fps)
-        args = [sys.executable, "-m", "recording.egress", "--url", local_url(settings)]
-        args += ["--dir", str(directory), *extra, "--size", size, "--fps", str(fps)]
+        argv = ["--url", local_url(settings), "--dir", str(directory), *extra]
+        argv += ["--size", size, "--fps", str(fps)]
         if settings.rtc_addresses:
             # The egress reaches the SFU on the addresses the SFU gathers on (same machine).
-            args += ["--rtc-addresses", settings.rtc_addresses]
-        environment = {**os.environ, TOKEN_VARIABLE: token}
-        with (directory / LOG_NAME).open("ab") as output:
-            process = await asyncio.create_subprocess_exec(
-                *args,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=output,
-                stderr=asyncio.subprocess.STDOUT,
-                env=environment,
-                # Its own session: a Ctrl-C meant for the server does not cut the recording
-                # short; the server stops it with stop() and the finished files.
-                start_new_session=True,
-            )
+            argv += ["--rtc-addresses", settings.rtc_addresses]
+        log_path = directory / LOG_NAME
+        process = await STANDBY.take(settings) if settings.egress_standby else None
+        if process is not None and process.stdin is not None:
+            job = {"argv": argv, "token": token, "log": str(log_path)}
+            process.stdin.write(json.dumps(job).encode() + b"\n")
+            with contextlib.suppress(ConnectionError):
+                await process.stdin.drain()
+            process.stdin.close()
+        else:
+            environment = {**os.environ, TOKEN_VARIABLE: token}
+            with log_path.open("ab") as output:
+                process = await asyncio.create_subprocess_exec(
+                    *EGRESS,
+                    *argv,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=asyncio.subprocess.STDOUT,
+                    env=environment,
+                    # Its own session: a Ctrl-C meant for the server does not cut the
+                    # recording short; the server stops it with stop() and the finished files.
+                    start_new_session=True,
+                )
         return cls(process, directory)
 
     @property

@@ -35,6 +35,7 @@ from server.auth import Tokens
 from server.config import Settings
 from server.context import LIVE, RECORDINGS, SETTINGS, STORE, TOKENS
 from server.periodic import repeating
+from server.recorder import STANDBY
 
 log = logging.getLogger(__name__)
 
@@ -531,6 +532,8 @@ def setup_recordings(app: web.Application) -> None:
     namespace.recordings = recordings
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
+        if settings.egress_standby:
+            STANDBY.warm(settings)
         await recordings.recover()
         with contextlib.suppress(OSError):  # a sweep that fails now is tried again later
             await recordings.expire()

@@ -30,9 +30,15 @@ def settings(tmp_path: Path) -> Settings:
     port = free_port()
     base = Settings(host="127.0.0.1", port=port, data_dir=tmp_path / "data")
     # A small live programme keeps recording tests light on two cores; the default
-    # (1280x720, 30 fps) is what the load tool measures (README, "Performance").
+    # (1280x720, 30 fps) is what the load tool measures (README, "Performance"). No standby
+    # egress process per test server (hundreds of them, most never recording): the tests of
+    # the standby turn it on.
     return replace(
-        with_secrets(base), reconnect_grace=2.0, programme_size="640x360", programme_fps=25
+        with_secrets(base),
+        reconnect_grace=2.0,
+        programme_size="640x360",
+        programme_fps=25,
+        egress_standby=False,
     )
 
 
