@@ -16,7 +16,7 @@ import asyncio
 import logging
 import re
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +29,7 @@ from server.auth import Tokens
 from server.config import Settings
 from server.context import LIVE, SETTINGS, TOKENS
 from server.periodic import repeating
+from server.recorder import STANDBY, Egress, Standby
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +49,11 @@ class Process(Protocol):
     async def stop(self, timeout: float = 30.0) -> int: ...  # noqa: ASYNC109 (the contract's)
 
 
-Launch = Callable[[Settings, str, Path], Awaitable[Process]]
-
-
-async def _launch(settings: Settings, token: str, directory: Path) -> Process:
-    from server.recorder import Egress  # the process launcher is not needed by the CLI
-
+async def _launch(
+    settings: Settings, token: str, directory: Path, standby: Standby | None
+) -> Process:
     canvas = (settings.hls_size, settings.hls_fps)
-    return await Egress.launch(settings, token, directory, ["--stage"], canvas)
+    return await Egress.launch(settings, token, directory, ["--stage"], canvas, standby)
 
 
 @dataclass
@@ -89,12 +87,12 @@ class Programmes:
         settings: Settings,
         tokens: Tokens,
         is_live: Callable[[str], bool],
-        launch: Launch = _launch,
+        standby: Standby | None = None,
     ) -> None:
         self._settings = settings
         self._tokens = tokens
         self._is_live = is_live
-        self._launch = launch
+        self._standby = standby  # a process started ahead, if any (server/recorder.py)
         self._running: dict[str, Session] = {}  # meeting id -> its programme
         self._starting: dict[str, asyncio.Future[Session | None]] = {}
         self._failed_at: dict[str, float] = {}  # meeting id -> loop time its process failed
@@ -133,7 +131,7 @@ class Programmes:
         session = Session(meeting_id, session_id, directory, wanted_at=loop.time())
         token = self._tokens.programme(meeting_id, session_id)
         try:
-            session.process = await self._launch(self._settings, token, directory)
+            session.process = await _launch(self._settings, token, directory, self._standby)
         except OSError as error:
             log.error("cannot start the programme of %s: %s", meeting_id, error)
             self._failed_at[meeting_id] = loop.time()
@@ -207,7 +205,7 @@ def setup_programmes(app: web.Application) -> None:
         live = app.get(LIVE)
         return live is not None and live.live(meeting_id) is not None
 
-    programmes = Programmes(app[SETTINGS], app[TOKENS], is_live)
+    programmes = Programmes(app[SETTINGS], app[TOKENS], is_live, app.get(STANDBY))
     app[PROGRAMMES] = programmes
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:

@@ -16,6 +16,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from aiohttp import web
+
 from server.auth import Tokens
 from server.config import Settings
 
@@ -31,32 +33,30 @@ class Standby:
     """One egress process started ahead (`--standby`), its imports done, waiting for a job on
     stdin: a recording or a programme then starts 1-2 s sooner (the first seconds after the
     click are recorded). Taking it starts the next one. It exits when the server's end of its
-    stdin closes, so nothing outlives the server."""
+    stdin closes (`close`, or the server's exit), so nothing outlives the server."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
         self._process: asyncio.subprocess.Process | None = None
         self._starting: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None  # the one its pipes belong to
+        self._closed = False
 
-    def warm(self, settings: Settings) -> None:
+    @property
+    def pid(self) -> int | None:
+        """The waiting process's (None: none is ready)."""
+        process = self._process
+        return None if process is None or process.returncode is not None else process.pid
+
+    def warm(self) -> None:
         """Have one ready (started in the background)."""
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop:  # a new event loop (a test's): the old pipes are gone
-            self._forget()
-            self._loop = loop
-        if self._process is None and self._starting is None:
-            self._starting = asyncio.ensure_future(self._start(settings))
+        if self._process is None and self._starting is None and not self._closed:
+            self._starting = asyncio.ensure_future(self._start())
 
-    def _forget(self) -> None:
-        process, self._process, self._starting = self._process, None, None
-        if process is not None and process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-
-    async def _start(self, settings: Settings) -> None:
+    async def _start(self) -> None:
+        directory = self._settings.data_dir
         try:
-            await asyncio.to_thread(settings.data_dir.mkdir, parents=True, exist_ok=True)
-            with (settings.data_dir / STANDBY_LOG).open("ab") as output:
+            await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+            with (directory / STANDBY_LOG).open("ab") as output:
                 self._process = await asyncio.create_subprocess_exec(
                     *EGRESS,
                     "--standby",
@@ -70,23 +70,32 @@ class Standby:
         finally:
             self._starting = None
 
-    async def take(self, settings: Settings) -> asyncio.subprocess.Process | None:
+    async def take(self) -> asyncio.subprocess.Process | None:
         """The waiting process (None: none is alive; start one the usual way), and the next
         one started."""
-        if self._loop is not asyncio.get_running_loop():
-            self.warm(settings)
-            return None
         if self._starting is not None:
             with contextlib.suppress(Exception):
                 await self._starting
         process, self._process = self._process, None
-        self.warm(settings)
+        self.warm()
         if process is None or process.returncode is not None:
             return None
         return process
 
+    async def close(self) -> None:
+        """The waiting process reads the end of its stdin and exits."""
+        self._closed = True
+        if self._starting is not None:
+            with contextlib.suppress(Exception):
+                await self._starting
+        process, self._process = self._process, None
+        if process is not None and process.stdin is not None:
+            process.stdin.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(process.wait(), 5)
 
-STANDBY = Standby()  # shared by the servers of one Python process: a job names its server
+
+STANDBY = web.AppKey("egress_standby", Standby)  # on the app when VECHE_EGRESS_STANDBY is on
 
 
 def local_url(settings: Settings) -> str:
@@ -114,10 +123,12 @@ class Egress:
         meeting_id: str,
         recording_id: str,
         directory: Path,
+        standby: Standby | None = None,
     ) -> "Egress":
-        """Start recording `meeting_id` into `directory` (created if missing)."""
+        """Start recording `meeting_id` into `directory` (created if missing), in the
+        `standby` process if one waits."""
         token = tokens.recorder(meeting_id, recording_id)
-        egress = await cls.launch(settings, token, directory)
+        egress = await cls.launch(settings, token, directory, standby=standby)
         log.info("recording %s of %s: egress pid %d", recording_id, meeting_id, egress.pid)
         return egress
 
@@ -129,6 +140,7 @@ class Egress:
         directory: Path,
         extra: Sequence[str] = (),
         canvas: tuple[str, int] | None = None,
+        standby: Standby | None = None,
     ) -> "Egress":
         """Start `python -m recording.egress` with `token` and `extra` arguments (`--stage`
         for the broadcast's programme: server/programmes.py), writing into `directory`;
@@ -141,7 +153,7 @@ class Egress:
             # The egress reaches the SFU on the addresses the SFU gathers on (same machine).
             argv += ["--rtc-addresses", settings.rtc_addresses]
         log_path = directory / LOG_NAME
-        process = await STANDBY.take(settings) if settings.egress_standby else None
+        process = await standby.take() if standby is not None else None
         if process is not None and process.stdin is not None:
             job = {"argv": argv, "token": token, "log": str(log_path)}
             process.stdin.write(json.dumps(job).encode() + b"\n")

@@ -35,7 +35,8 @@ from server.auth import Tokens
 from server.config import Settings
 from server.context import LIVE, RECORDINGS, SETTINGS, STORE, TOKENS
 from server.periodic import repeating
-from server.recorder import STANDBY
+from server.recorder import STANDBY, Standby
+from server.recorder import Egress as Recorder
 
 log = logging.getLogger(__name__)
 
@@ -57,17 +58,18 @@ class Egress(Protocol):
     async def stop(self, timeout: float = 30.0) -> int: ...  # noqa: ASYNC109 (the contract's)
 
 
-EgressStart = Callable[[Settings, Tokens, str, str, Path], Awaitable[Egress]]
 Announce = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
 async def _start_egress(
-    settings: Settings, tokens: Tokens, meeting_id: str, recording_id: str, directory: Path
+    settings: Settings,
+    tokens: Tokens,
+    meeting_id: str,
+    recording_id: str,
+    directory: Path,
+    standby: Standby | None,
 ) -> Egress:
-    # Imported late: the recorder pulls in the media stack, which the CLI does not need.
-    from server.recorder import Egress as Recorder
-
-    return await Recorder.start(settings, tokens, meeting_id, recording_id, directory)
+    return await Recorder.start(settings, tokens, meeting_id, recording_id, directory, standby)
 
 
 def recordings_root(settings: Settings) -> Path:
@@ -124,14 +126,14 @@ class Recordings:
         tokens: Tokens,
         announce: Announce,
         is_live: Callable[[str], bool],
-        egress_start: EgressStart = _start_egress,
+        standby: Standby | None = None,
     ) -> None:
         self._settings = settings
         self._store = store  # read late: the store opens in a cleanup context after setup
         self._tokens = tokens
         self._announce = announce
         self._is_live = is_live
-        self._egress_start = egress_start
+        self._standby = standby  # a recording process started ahead, if any
         self._active: dict[str, _Active] = {}  # meeting id -> its running recording
         self._starting: set[str] = set()  # meeting ids whose egress is being started
         self._renders: dict[str, asyncio.Task[None]] = {}  # recording id -> its render
@@ -187,8 +189,8 @@ class Recordings:
                 ) from None
             await self._store().add_recording(rec)
             try:
-                egress = await self._egress_start(
-                    self._settings, self._tokens, meeting.id, rec.id, directory
+                egress = await _start_egress(
+                    self._settings, self._tokens, meeting.id, rec.id, directory, self._standby
                 )
             except Exception as error:
                 log.exception("recording %s: the egress did not start", rec.id)
@@ -527,13 +529,16 @@ def setup_recordings(app: web.Application) -> None:
         live = app.get(LIVE)
         return live is not None and live.live(meeting_id) is not None
 
-    recordings = Recordings(settings, lambda: app[STORE], app[TOKENS], announce, is_live)
+    standby = Standby(settings) if settings.egress_standby else None
+    if standby is not None:
+        app[STANDBY] = standby
+    recordings = Recordings(settings, lambda: app[STORE], app[TOKENS], announce, is_live, standby)
     app[RECORDINGS] = recordings
     namespace.recordings = recordings
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
-        if settings.egress_standby:
-            STANDBY.warm(settings)
+        if standby is not None:
+            standby.warm()
         await recordings.recover()
         with contextlib.suppress(OSError):  # a sweep that fails now is tried again later
             await recordings.expire()
@@ -541,5 +546,7 @@ def setup_recordings(app: web.Application) -> None:
         async with repeating(SWEEP_EVERY, recordings.expire, "retention sweep"):
             yield
         await recordings.close()
+        if standby is not None:
+            await standby.close()
 
     app.cleanup_ctx.append(lifetime)
