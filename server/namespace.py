@@ -7,7 +7,6 @@ events it returns into emits. Bad input gets an error reply and changes nothing.
 import asyncio
 import contextlib
 import logging
-import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,14 +15,13 @@ from rooms.errors import Forbidden, Invalid, RoomError
 from rooms.events import Event
 from rooms.meeting import Meeting, now
 from rooms.participant import Participant, Visitor
-from rooms.recordings import RecordingStatus
 from rooms.roles import Permission, parse_role
 from rooms.room import LiveRoom, RoomLimits
 from rooms.store import Store
-from server.auth import BadToken, Grant, Tokens
-from server.broadcast import RoomBroadcast
+from server.auth import Tokens
 from server.config import Settings
 from server.context import RecordingControl
+from server.hidden_seats import HIDDEN_SEATS, HiddenSeats
 from server.live import Connection, LiveMeeting
 from server.metrics import Metrics
 from server.payloads import (
@@ -34,7 +32,6 @@ from server.payloads import (
     payload_object,
     required_ident,
 )
-from server.rtc import client_ice_servers
 from server.stage import Stage
 from server.visitors import at_the_door
 
@@ -43,18 +40,13 @@ log = logging.getLogger(__name__)
 NAMESPACE = "/meeting"
 STOPPING_MESSAGE = "The server is restarting; reconnect in a moment."
 REPLACED_MESSAGE = "You joined from another window or device."
-RECORDER_SEAT = "rec-"  # + recording id: the recording process's hidden seat
-PROJECTOR_SEAT = "prj-"  # + a random part: a hall projector's hidden, receive-only seat
-PROGRAMME_SEAT = "prg-"  # + session id: the broadcast programme's hidden seat (stage only)
-# Seats outside the roster: no grace period.
-HIDDEN_SEATS = (RECORDER_SEAT, PROJECTOR_SEAT, PROGRAMME_SEAT)
 
 SDP_EVENTS = frozenset({"publish", "subscribe_answer"})
 
 Handler = Callable[[str, Connection, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
-class MeetingNamespace(RoomBroadcast):
+class MeetingNamespace(HiddenSeats):
     """Live rooms of this process, driven by socket.io events; also the app's LiveRooms."""
 
     def __init__(
@@ -300,127 +292,6 @@ class MeetingNamespace(RoomBroadcast):
             await self._enter_rooms(sid, live, seat_id)
             await self._tell(sid, "joined", self._snapshot(live, seat_id))
             self._stage(live).offer_soon(seat_id)
-
-    # the recording process (server/recorder.py), a hidden subscriber of the whole room, and the
-    # broadcast's programme process (server/programmes.py), a hidden subscriber of the stage
-
-    def _process_grant(self, token: object) -> Grant | None:
-        """The grant of a recorder or programme token; None for anything else (checked as
-        usual later)."""
-        try:
-            grant = self._tokens.check(token)
-        except BadToken:
-            return None
-        return grant if grant.kind in ("recorder", "programme") else None
-
-    async def _join_process(self, sid: str, conn: Connection, grant: Grant) -> dict[str, Any]:
-        """Seat a recorder or a programme process: not in the room's roster, lists or
-        attendance; in the socket.io room for its events, and offered every published track
-        (a recorder) or the stage (the programme) like any subscriber."""
-        if grant.kind == "recorder":
-            recording = await self._store().get_recording(grant.entry_id)
-            if (
-                recording is None
-                or recording.meeting_id != grant.meeting_id
-                or recording.status is not RecordingStatus.RECORDING
-            ):
-                raise BadToken("this recorder token is not for a recording of this meeting")
-        live = self._meetings.get(grant.meeting_id)
-        if live is None:
-            raise RoomError("not_live", "the meeting is not live")
-        stage_only = grant.kind == "programme"
-        seat_id = (PROGRAMME_SEAT if stage_only else RECORDER_SEAT) + grant.entry_id
-        async with live.lock:
-            if self._meetings.get(grant.meeting_id) is not live:
-                raise RoomError("not_live", "the meeting is not live")
-            if conn.meeting_id is not None:
-                raise RoomError("already_joined", "this connection has already joined")
-            old_sid = live.sids.get(seat_id)
-            if old_sid is not None:  # the process reconnected before its old socket closed
-                await self._detach(old_sid)
-                await self._leave_rooms(old_sid, live)
-                await self._close([old_sid])
-            conn.meeting_id, conn.seat_id = grant.meeting_id, seat_id
-            live.sids[seat_id] = sid
-        self._spawn(self._process_welcome(sid, live, seat_id, stage_only))
-        return {"ok": True, "status": "joined"}
-
-    async def _process_welcome(
-        self, sid: str, live: LiveMeeting, seat_id: str, stage_only: bool
-    ) -> None:
-        await asyncio.sleep(0)
-        async with live.lock:
-            if live.sids.get(seat_id) != sid:
-                return
-            stage = self._stage(live)
-            await stage.enter(seat_id, stage_only=stage_only)
-            await self.enter_room(sid, live.room_name)
-            snapshot = {
-                "self": {"id": seat_id, "kind": "programme" if stage_only else "recorder"},
-                "meeting": {"id": live.room.meeting.id, "title": live.room.meeting.title},
-                "participants": live.room.summary()["participants"],
-                "tracks": stage.tracks(),
-                "speaking": stage.speakers.as_dict(),
-                "stage": stage.stage(),
-                "ice_servers": client_ice_servers(self._settings, seat_id),
-            }
-            await self._tell(sid, "joined", snapshot)
-            stage.offer_soon(seat_id)
-
-    async def _hidden_gone(self, sid: str, live: LiveMeeting, seat_id: str) -> None:
-        """A hidden seat left or its connection dropped (under the lock): no grace period."""
-        if live.sids.get(seat_id) == sid:
-            del live.sids[seat_id]
-            await self._leave_rooms(sid, live)
-            if live.stage is not None:
-                self._spawn(live.stage.leave(seat_id))
-
-    # a hall's projector (web/static/projector.js): hidden, receives everyone but its hall
-
-    async def _join_projector(self, sid: str, conn: Connection, token: object) -> dict[str, Any]:
-        """Seat a projector with a roster member's personal token (the hall's): not in the
-        roster, lists or attendance; it receives every track but that roster entry's own."""
-        grant = self._tokens.check(token)
-        if grant.kind != "invite":
-            raise BadToken("a projector opens with a roster member's personal link")
-        entry = await self._store().get_entry(grant.meeting_id, grant.entry_id)
-        if entry is None:
-            raise BadToken("this invitation was withdrawn")
-        live = self._meetings.get(grant.meeting_id)
-        if live is None:
-            raise RoomError("not_live", "the meeting has not started yet")
-        seat_id = PROJECTOR_SEAT + secrets.token_urlsafe(6)
-        async with live.lock:
-            if self._meetings.get(grant.meeting_id) is not live:
-                raise RoomError("not_live", "the meeting has not started yet")
-            if conn.meeting_id is not None:
-                raise RoomError("already_joined", "this connection has already joined")
-            conn.meeting_id, conn.seat_id = grant.meeting_id, seat_id
-            live.sids[seat_id] = sid
-        self._spawn(self._projector_welcome(sid, live, seat_id, entry.id))
-        return {"ok": True, "status": "joined"}
-
-    async def _projector_welcome(
-        self, sid: str, live: LiveMeeting, seat_id: str, hall: str
-    ) -> None:
-        await asyncio.sleep(0)
-        async with live.lock:
-            if live.sids.get(seat_id) != sid:
-                return
-            stage = self._stage(live)
-            await stage.enter(seat_id, apart=hall)
-            await self.enter_room(sid, live.room_name)
-            snapshot = {
-                "self": {"id": seat_id, "kind": "projector", "hall": hall},
-                "meeting": {"id": live.room.meeting.id, "title": live.room.meeting.title},
-                "participants": live.room.summary()["participants"],
-                "tracks": stage.tracks(),
-                "speaking": stage.speakers.as_dict(),
-                "stage": stage.stage(),
-                "ice_servers": client_ice_servers(self._settings, seat_id),
-            }
-            await self._tell(sid, "joined", snapshot)
-            stage.offer_soon(seat_id)
 
     # events of joined participants
 
