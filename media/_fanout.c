@@ -79,6 +79,7 @@ typedef struct {
     Slot *history;
     int fd;
     PyObject *sock; /* the socket object fd came from: fd is used only while it still says so */
+    PyObject *sock_fileno; /* sock.fileno, bound once: asked before every send */
     struct sockaddr_storage addr;
     socklen_t addr_size;
     void *srtp;
@@ -107,6 +108,7 @@ static void wire_disconnect_state(Wire *self)
 {
     self->fd = -1;
     Py_CLEAR(self->sock);
+    Py_CLEAR(self->sock_fileno);
     self->srtp = NULL;
     self->protect = NULL;
     Py_CLEAR(self->session);
@@ -118,6 +120,7 @@ static int wire_traverse(Wire *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->session);
     Py_VISIT(self->sock);
+    Py_VISIT(self->sock_fileno);
     Py_VISIT(self->py_sendto);
     Py_VISIT(self->py_addr);
     return 0;
@@ -160,7 +163,7 @@ static int wire_transmit(Wire *self, int size)
         /* asyncio closes a transport's socket when the connection goes (ICE consent lost,
          * close()); the number may then be reused by any new socket before the feed hears of
          * it. socket.fileno() is -1 from the moment it is closed: check before each send. */
-        PyObject *now = PyObject_CallMethodNoArgs(self->sock, fileno_name);
+        PyObject *now = PyObject_CallNoArgs(self->sock_fileno);
         long fd = now == NULL ? -1 : PyLong_AsLong(now);
         Py_XDECREF(now);
         if (fd != self->fd) {
@@ -484,32 +487,35 @@ PyDoc_STRVAR(connect_doc,
 
 static PyObject *wire_connect(Wire *self, PyObject *args)
 {
-    PyObject *session, *sock, *addr, *sendto_fn;
+    PyObject *session, *sock, *addr, *sendto_fn, *fileno = NULL;
     unsigned long long srtp, protect;
     int fd = -1;
     if (!PyArg_ParseTuple(args, "OKKOOO", &session, &srtp, &protect, &sock, &addr, &sendto_fn))
         return NULL;
     if (sock != Py_None) {
-        PyObject *number = PyObject_CallMethodNoArgs(sock, fileno_name);
-        if (number == NULL)
+        fileno = PyObject_GetAttr(sock, fileno_name);
+        if (fileno == NULL)
             return NULL;
+        PyObject *number = PyObject_CallNoArgs(fileno);
+        if (number == NULL)
+            goto fail;
         long value = PyLong_AsLong(number);
         Py_DECREF(number);
         if (value == -1 && PyErr_Occurred())
-            return NULL;
+            goto fail;
         if (value < 0 || value > INT_MAX) {
             PyErr_SetString(PyExc_ValueError, "the socket is closed");
-            return NULL;
+            goto fail;
         }
         fd = (int)value;
     }
     if (srtp == 0 || protect == 0) {
         PyErr_SetString(PyExc_ValueError, "no SRTP context");
-        return NULL;
+        goto fail;
     }
     if (fd < 0 && !PyCallable_Check(sendto_fn)) {
         PyErr_SetString(PyExc_ValueError, "neither a socket nor a sendto");
-        return NULL;
+        goto fail;
     }
     struct sockaddr_storage storage;
     socklen_t storage_size = 0;
@@ -519,15 +525,15 @@ static PyObject *wire_connect(Wire *self, PyObject *args)
         PyObject *rest;
         if (!PyTuple_Check(addr) || PyTuple_GET_SIZE(addr) < 2) {
             PyErr_SetString(PyExc_ValueError, "addr must be (host, port, ...)");
-            return NULL;
+            goto fail;
         }
         rest = PyTuple_GetSlice(addr, 0, 2);
         if (rest == NULL)
-            return NULL;
+            goto fail;
         int ok = PyArg_ParseTuple(rest, "si", &host, &port);
         if (!ok) {
             Py_DECREF(rest);
-            return NULL;
+            goto fail;
         }
         struct addrinfo hints, *found = NULL;
         memset(&hints, 0, sizeof(hints));
@@ -541,7 +547,7 @@ static PyObject *wire_connect(Wire *self, PyObject *args)
             if (found != NULL)
                 freeaddrinfo(found);
             PyErr_SetString(PyExc_ValueError, "addr is not a numeric address and port");
-            return NULL;
+            goto fail;
         }
         memcpy(&storage, found->ai_addr, found->ai_addrlen);
         storage_size = found->ai_addrlen;
@@ -558,6 +564,7 @@ static PyObject *wire_connect(Wire *self, PyObject *args)
     if (fd >= 0) {
         self->fd = fd;
         self->sock = Py_NewRef(sock);
+        self->sock_fileno = fileno; /* our reference */
         self->addr = storage;
         self->addr_size = storage_size;
     }
@@ -566,6 +573,9 @@ static PyObject *wire_connect(Wire *self, PyObject *args)
         self->py_addr = Py_NewRef(addr);
     }
     Py_RETURN_NONE;
+fail:
+    Py_XDECREF(fileno);
+    return NULL;
 }
 
 PyDoc_STRVAR(disconnect_doc,

@@ -5,7 +5,7 @@ which hands it once to media._fanout (C): for each `Feed` (the track as one subs
 that rewrites SSRC, sequence number, timestamp, payload type and header extensions,
 SRTP-protects the bytes and sends them straight to the subscriber's socket. A Feed is a
 `_fanout.Wire` (its wire state, read and set from here) plus the control side in Python.
-Feeds keep a history to answer NACKs and fill their sender reports.
+Feeds keep a history to answer NACKs and send their own sender reports (media/reports.py).
 """
 
 import asyncio
@@ -14,6 +14,7 @@ import random
 import time
 from typing import Any, NamedTuple
 
+import pylibsrtp
 from aiortc import RTCRtpReceiver, RTCRtpSender
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import (
@@ -30,7 +31,7 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 
-from media import _fanout, hooks, rtp
+from media import _fanout, hooks, reports, rtp
 from media.keyframes import KeyframeRequests
 
 logger = logging.getLogger(__name__)
@@ -209,8 +210,10 @@ class Feed(_fanout.Wire):
 
     __slots__ = (
         "_dtls",
+        "_reports",
         "_socket",
         "closed",
+        "cname",
         "ext",
         "forwarder",
         "loss",
@@ -246,7 +249,9 @@ class Feed(_fanout.Wire):
         self.reports = 0
         hooks.on_sender_start(sender, self._started)
         hooks.intercept_sender_rtcp(sender, self._on_rtcp)
-        hooks.rewrite_sender_reports(sender, self._fill_report)
+        self.cname = b""
+        self._reports = reports.ReportLoop(self)
+        hooks.replace_rtcp_loop(sender, self._reports.run)
 
     # --- the socket the packets go to -------------------------------------------------------
 
@@ -285,6 +290,7 @@ class Feed(_fanout.Wire):
             ),
             None,
         )
+        self.cname = (parameters.rtcp.cname or "").encode()
         ids = {e.uri: e.id for e in parameters.headerExtensions}
         if self.forwarder.kind == "video":
             self.ext = rtp.Extensions(
@@ -303,6 +309,8 @@ class Feed(_fanout.Wire):
         ext = self.ext
         self.set_extensions(ext.head, ext.tail, ext.plain, ext.value_size)
         self._dtls = self.sender.transport
+        # The subscriber's RTCP (NACK, PLI, REMB, reports) reaches _on_rtcp without a queue.
+        hooks.receive_inline(self._dtls)
         self.socket = None
         if not self.ready:
             self.ready = True
@@ -340,6 +348,7 @@ class Feed(_fanout.Wire):
         """Take over a reused section's sequence numbers so the subscriber sees no jump."""
         self.next_seq = previous.next_seq
         self.rtx_seq = previous.rtx_seq
+        previous._reports.feed = self  # the section's RTCP task, if it runs, reports for us
 
     # --- RTCP from the subscriber ---------------------------------------------------------
 
@@ -379,22 +388,42 @@ class Feed(_fanout.Wire):
         rtx = self.rtx_payload_type
         self.retransmit(seq, -1 if rtx is None else rtx)
 
-    def _fill_report(self, report: RtcpSrPacket) -> None:
-        if self.closed or report.ssrc != self.ssrc:
-            return
+    # --- sender reports ---------------------------------------------------------------------
+
+    def sender_report(self) -> bytes:
+        """This feed's RTCP sender report (and SDES) as of now."""
         self.reports += 1
         now = time.time()
-        info = report.sender_info
         published = self.forwarder.report
         if published is not None and self.packets:
             # Keep the publisher's own audio/video timing (lip sync across its tracks).
-            info.ntp_timestamp, info.rtp_timestamp = translate_report(
+            ntp, rtp_ts = translate_report(
                 published, now, self.forwarder.clock_rate, self.ts_offset
             )
         else:
             elapsed = now - self.last_time if self.packets else 0.0
-            info.ntp_timestamp = _ntp(now)
+            ntp = _ntp(now)
             rtp_ts = self.last_ts + int(elapsed * self.forwarder.clock_rate)
-            info.rtp_timestamp = rtp_ts & 0xFFFFFFFF
-        info.packet_count = self.packets & 0xFFFFFFFF
-        info.octet_count = self.octets & 0xFFFFFFFF
+        return reports.sender_report(self.ssrc, ntp, rtp_ts, self.packets, self.octets, self.cname)
+
+    def send_report(self) -> None:
+        if not self.closed:
+            socket = self._socket if self.connected else self._connect()
+            if socket is not None:
+                self._send_rtcp(self.sender_report(), socket)
+
+    def send_bye(self) -> None:
+        # Usually closed by now (its socket dropped): the transport may still be up.
+        connected = self.connected and not self.closed
+        socket = self._socket if connected else None
+        if socket is None and self._dtls is not None:
+            socket = hooks.direct_socket(self._dtls)
+        self._send_rtcp(reports.bye(self.ssrc), socket)
+
+    def _send_rtcp(self, data: bytes, socket: hooks.Socket | None) -> None:
+        if socket is None:
+            return
+        try:
+            socket.sendto(socket.session.protect_rtcp(data), socket.addr)
+        except (pylibsrtp.Error, OSError, RuntimeError):
+            self.send_errors += 1  # a closing transport: the next report looks again

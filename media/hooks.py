@@ -7,10 +7,12 @@ exists and that each hook is still reached by aiortc's own code paths.
 """
 
 import asyncio
+import asyncio.trsock
 import importlib
 import logging
 import random
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
@@ -21,7 +23,7 @@ import aioice.turn
 import pylibsrtp
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.rtcdtlstransport import RTCDtlsTransport
-from aiortc.rtp import AnyRtcpPacket, RtcpSrPacket, RtpPacket
+from aiortc.rtp import AnyRtcpPacket, RtcpSrPacket, RtpPacket, is_rtcp
 
 from media.errors import HookError
 
@@ -47,8 +49,11 @@ SENDER_SSRC = "_ssrc"
 SENDER_RTX_SSRC = "_rtx_ssrc"
 # Where the DTLS transport routes a subscriber's RTCP (NACK, PLI/FIR, REMB, RR).
 SENDER_HANDLE_RTCP = "_handle_rtcp_packet"
-# Where the sender's RTCP loop sends its sender reports: filled with the forwarded counters.
-SENDER_SEND_RTCP = "_send_rtcp"
+# RTCRtpSender: its RTCP task (sender reports) and the events its stop() waits for; a feed's
+# own loop replaces it (media/reports.py says why).
+SENDER_RUN_RTCP = "_run_rtcp"
+SENDER_RTCP_STARTED = "_RTCRtpSender__rtcp_started"
+SENDER_RTCP_EXITED = "_RTCRtpSender__rtcp_exited"
 # Where a sender's PLI/FIR ends up (it only flags the encoder): test publishers answer it.
 SENDER_SEND_KEYFRAME = "_send_keyframe"
 # RTCRtpTransceiver: negotiated codecs; trimmed so a publisher sends exactly one codec.
@@ -63,10 +68,19 @@ SRTP_BINDING = "pylibsrtp._binding"
 ICE_CONNECTION = "_connection"
 # Where a DTLS transport hands decrypted RTP; tests drop packets here to simulate loss.
 DTLS_HANDLE_RTP = "_handle_rtp_data"
+# RTCDtlsTransport: the inbound SRTP session, and where decrypted RTCP goes (receive_inline).
+DTLS_RX_SRTP = "_rx_srtp"
+DTLS_HANDLE_RTCP = "_handle_rtcp_data"
+# aioice.StunProtocol: what the socket's transport calls for every datagram (receive_inline).
+PROTOCOL_DATAGRAM_RECEIVED = "datagram_received"
 # aioice.Connection: nominated candidate pairs by component; a pair's protocol owns the socket.
 ICE_NOMINATED = "_nominated"
 # aioice.Connection: its host sockets (StunProtocols); with a port range we bind them ourselves.
 ICE_PROTOCOLS = "_protocols"
+# asyncio.trsock.TransportSocket (what a transport's get_extra_info("socket") gives): the
+# socket it wraps; media._fanout asks a socket's fileno() before every send, and the wrapper's
+# is a Python method.
+TRANSPORT_SOCKET = "_sock"
 # aioice.Connection: gathering state, written by our gather_candidates replacement.
 ICE_GATHER_STATE = ("_local_candidates_start", "_local_candidates", "_local_candidates_end")
 ICE_COMPONENTS = "_components"
@@ -87,11 +101,16 @@ NAMES = (
     Name("RTCRtpSender", SENDER_SSRC),
     Name("RTCRtpSender", SENDER_RTX_SSRC),
     Name("RTCRtpSender", SENDER_HANDLE_RTCP),
-    Name("RTCRtpSender", SENDER_SEND_RTCP),
+    Name("RTCRtpSender", SENDER_RUN_RTCP),
+    Name("RTCRtpSender", SENDER_RTCP_STARTED),
+    Name("RTCRtpSender", SENDER_RTCP_EXITED),
     Name("RTCRtpSender", SENDER_SEND_KEYFRAME),
     Name("RTCRtpTransceiver", TRANSCEIVER_CODECS),
     Name("RTCDtlsTransport", DTLS_TX_SRTP),
     Name("RTCDtlsTransport", DTLS_HANDLE_RTP),
+    Name("RTCDtlsTransport", DTLS_RX_SRTP),
+    Name("RTCDtlsTransport", DTLS_HANDLE_RTCP),
+    Name("aioice.StunProtocol", PROTOCOL_DATAGRAM_RECEIVED),
     Name("pylibsrtp.Session", SRTP_SESSION),
     Name("RTCIceGatherer", ICE_CONNECTION),
     Name("aioice.Connection", ICE_NOMINATED),
@@ -101,6 +120,7 @@ NAMES = (
     Name("aioice.Connection", ICE_PROTOCOLS),
     Name("aioice.CandidatePair", "protocol"),
     Name("aioice.CandidatePair", "remote_addr"),
+    Name("asyncio.TransportSocket", TRANSPORT_SOCKET),
 )
 
 
@@ -203,17 +223,21 @@ def intercept_sender_rtcp(sender: RTCRtpSender, handler: Callable[[AnyRtcpPacket
     setattr(sender, SENDER_HANDLE_RTCP, handle)
 
 
-def rewrite_sender_reports(sender: RTCRtpSender, fill: Callable[[RtcpSrPacket], None]) -> None:
-    """Let `fill` set each sender report's counters before aiortc sends it."""
-    original: Callable[[list[AnyRtcpPacket]], Awaitable[None]] = _require(sender, SENDER_SEND_RTCP)
+def replace_rtcp_loop(sender: RTCRtpSender, loop: Callable[[], Awaitable[None]]) -> None:
+    """Run `loop()` as the sender's RTCP task instead of aiortc's report loop; the sender's
+    stop() cancels it as it cancelled aiortc's. Call before the sender starts."""
+    started: asyncio.Event = _require(sender, SENDER_RTCP_STARTED)
+    exited: asyncio.Event = _require(sender, SENDER_RTCP_EXITED)
+    _require(sender, SENDER_RUN_RTCP)
 
-    async def send_rtcp(packets: list[AnyRtcpPacket]) -> None:
-        for packet in packets:
-            if isinstance(packet, RtcpSrPacket):
-                fill(packet)
-        await original(packets)
+    async def run_rtcp() -> None:
+        started.set()
+        try:
+            await loop()
+        finally:
+            exited.set()
 
-    setattr(sender, SENDER_SEND_RTCP, send_rtcp)
+    setattr(sender, SENDER_RUN_RTCP, run_rtcp)
 
 
 def on_keyframe_request(sender: RTCRtpSender, requested: Callable[[], None]) -> None:
@@ -287,11 +311,14 @@ def direct_socket(dtls: RTCDtlsTransport) -> Socket | None:
     if transport is None or transport.is_closing():
         return None
     context, protect = srtp_pointers(srtp)
+    sock = transport.get_extra_info("socket")
+    if isinstance(sock, asyncio.trsock.TransportSocket):
+        sock = _require(sock, TRANSPORT_SOCKET)
     return Socket(
         srtp,
         context,
         protect,
-        transport.get_extra_info("socket"),
+        sock,
         _require(pair, "remote_addr"),
         transport.sendto,
     )
@@ -432,3 +459,107 @@ def drop_received_rtp(dtls: RTCDtlsTransport, drop: Callable[[bytes], bool]) -> 
             await original(data, arrival_time_ms)
 
     setattr(dtls, DTLS_HANDLE_RTP, handle)
+
+
+# --- receiving without aiortc's queue ---------------------------------------------------------
+
+_INLINE = "_veche_inline"  # set on a DTLS transport once receive_inline() watches it
+_NTP_EPOCH = 2208988800  # seconds from 1900 to 1970
+
+
+def receive_inline(dtls: RTCDtlsTransport) -> None:
+    """Once `dtls` is connected, handle its SRTP and SRTCP datagrams in the socket's own
+    callback instead of queueing them for its task.
+
+    aiortc hands every datagram that is not STUN (found by a failed STUN parse, an exception)
+    to an asyncio.Queue, whose getter, the DTLS transport's task, wakes up on a later loop
+    turn and walks a chain of coroutines before the packet reaches a receiver or a sender.
+    Here an SRTP datagram is unprotected and given to the same `_handle_rtp_data` /
+    `_handle_rtcp_data` at once (NACKs, REMB, stats, RTX, sender reports: all as before);
+    DTLS and anything else still take aiortc's path. Idempotent.
+    """
+    if getattr(dtls, _INLINE, False):
+        return
+    _require(dtls, DTLS_RX_SRTP)
+    _require(dtls, DTLS_HANDLE_RTP)
+    _require(dtls, DTLS_HANDLE_RTCP)
+    connection = _require(dtls.transport, ICE_CONNECTION)
+    setattr(dtls, _INLINE, True)
+
+    def install() -> None:
+        if dtls.state == "connected":
+            for protocol in _require(connection, ICE_PROTOCOLS):
+                _inline_protocol(dtls, protocol)
+
+    dtls.on("statechange", install)
+    install()
+
+
+def _inline_protocol(dtls: RTCDtlsTransport, protocol: Any) -> None:
+    original: Callable[[bytes, Any], None] = _require(protocol, PROTOCOL_DATAGRAM_RECEIVED)
+    if getattr(original, _INLINE, False):
+        return
+    pending: set[asyncio.Future[None]] = set()
+
+    def datagram_received(data: bytes, addr: Any) -> None:
+        # RFC 7983: 128-191 is RTP/RTCP; STUN (0-3) and DTLS (20-63) go on as before.
+        srtp = dtls._rx_srtp
+        if not data or not 127 < data[0] < 192 or srtp is None or dtls.state != "connected":
+            original(data, addr)  # a closed transport's task no longer reads them either
+            return
+        try:
+            if is_rtcp(data):
+                handling = dtls._handle_rtcp_data(srtp.unprotect_rtcp(data))
+            else:
+                # aiortc's clock.current_ms() (milliseconds since 1900), without datetimes.
+                arrival_time_ms = int((time.time() + _NTP_EPOCH) * 1000)
+                handling = dtls._handle_rtp_data(
+                    srtp.unprotect(data), arrival_time_ms=arrival_time_ms
+                )
+        except pylibsrtp.Error:
+            return  # not ours, replayed or damaged: aiortc drops these too
+        run_now(handling, pending)
+
+    setattr(datagram_received, _INLINE, True)
+    setattr(protocol, PROTOCOL_DATAGRAM_RECEIVED, datagram_received)
+
+
+def run_now(coroutine: Any, pending: set[asyncio.Future[None]]) -> None:
+    """Run a coroutine now, as far as it goes without waiting (aiortc's packet handlers
+    send their NACKs and reports without ever suspending); if it does wait, a task takes
+    it from there (kept in `pending` until done). An error is logged, never raised: one bad
+    packet must not stop the socket's other packets (in aiortc it stopped the transport)."""
+    try:
+        waited = coroutine.send(None)
+    except StopIteration:
+        return
+    except Exception:
+        logger.debug("packet handler failed", exc_info=True)
+        return
+    task = asyncio.ensure_future(_resume(coroutine, waited))
+    pending.add(task)
+    task.add_done_callback(pending.discard)
+
+
+async def _resume(coroutine: Any, waited: Any) -> None:
+    """Go on with a coroutine suspended on `waited` (the future it yielded to its driver, or
+    None for a bare yield), as an asyncio Task would have."""
+    while True:
+        error: BaseException | None = None
+        try:
+            if waited is None:
+                await asyncio.sleep(0)
+            else:
+                waited._asyncio_future_blocking = False  # as a Task does before waiting
+                await waited
+        except BaseException as exc:
+            if waited is None or not waited.done():
+                error = exc  # this task was cancelled: so is the coroutine
+            # else the future failed: the coroutine gets its error when it resumes
+        try:
+            waited = coroutine.send(None) if error is None else coroutine.throw(error)
+        except StopIteration:
+            return
+        except Exception:
+            logger.debug("packet handler failed", exc_info=True)
+            return

@@ -135,6 +135,9 @@ async def _apply(publication: Publication, offer: str, description: SessionDescr
         mid = transceiver.mid
         if mid is None:
             continue
+        if transceiver.receiver.transport is not None:
+            # The publisher's RTP reaches the forwarder in the socket's callback.
+            hooks.receive_inline(transceiver.receiver.transport)
         tid = track_id(publication.name, mid)
         running = publication.forwarders.get(tid)
         if not _sends(sections.get(mid)) or transceiver.receiver.track is None:

@@ -1,13 +1,14 @@
 """Passthrough forwarding between real aiortc peers on loopback: nothing decoded or encoded."""
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiortc.rtcrtpreceiver
 import aiortc.rtcrtpsender
 import pytest
-from aiortc.rtp import RtpPacket
+from aiortc.rtp import RtcpByePacket, RtcpSrPacket, RtpPacket
 
 from media import hooks
 from media.errors import MediaError
@@ -249,3 +250,52 @@ async def test_a_new_publisher_stream_continues_each_subscribers_numbering(room:
     assert [seq for seq, _ in numbers] == [(last_seq + 1 + i) & 0xFFFF for i in range(3)]
     assert [(ts - last_ts) & 0xFFFFFFFF for _, ts in numbers] == [1800, 4800, 7800]
     assert len(got.ssrcs) == 1
+
+
+def _sender_reports(viewer: Any, mid: str) -> list[tuple[float, Any]]:
+    """(arrival time, packet) of every RTCP SR and BYE the viewer's receiver for `mid` gets."""
+    got: list[tuple[float, Any]] = []
+    receiver = next(t.receiver for t in viewer.pc.getTransceivers() if t.mid == mid)
+    original = receiver._handle_rtcp_packet
+
+    async def handle(packet: Any) -> None:
+        if isinstance(packet, (RtcpSrPacket, RtcpByePacket)):
+            got.append((time.monotonic(), packet))
+        await original(packet)
+
+    receiver._handle_rtcp_packet = handle
+    return got
+
+
+async def test_sender_reports_every_few_seconds_follow_a_reused_section(room: Harness) -> None:
+    ann = await room.publish("ann")
+    video = ann.track_id("video")
+    subscription, viewer = await room.watch([video, ann.track_id("audio")])
+    mid = subscription.mid(video)
+    assert mid is not None
+    reports = _sender_reports(viewer, mid)
+    feed = subscription.feed(video)
+    start = time.monotonic()
+    await wait_for(lambda: len(reports) >= 2, within=6.5)
+    (first, sr), (second, _) = reports[:2]
+    assert first - start < 1.7, "the first report comes as soon as aiortc's did"
+    assert 1.4 < second - first < 4.7, "then one every 1.5-4.5 s"
+    assert sr.ssrc == feed.ssrc and 0 < sr.sender_info.packet_count <= feed.packets
+    assert sr.sender_info.octet_count <= feed.octets
+
+    # The section is reused for another publisher's video: its reports are the new feed's.
+    subscription.remove(video)
+    await renegotiate(subscription, viewer)
+    bob = await room.publish("bob")
+    subscription.add(bob.track_id("video"))
+    await renegotiate(subscription, viewer)
+    assert subscription.mid(bob.track_id("video")) == mid
+    bobs = subscription.feed(bob.track_id("video"))
+    count = len(reports)
+    await wait_for(lambda: bobs.packets > 0 and len(reports) > count, within=5)
+    await wait_for(lambda: reports[-1][1].sender_info.packet_count > 0, within=5)
+    assert reports[-1][1].sender_info.packet_count <= bobs.packets
+
+    # Closing the subscription ends the stream with a BYE, as aiortc did.
+    await room.sfu.unsubscribe(subscription)
+    await wait_for(lambda: isinstance(reports[-1][1], RtcpByePacket), within=1)

@@ -4,7 +4,9 @@ If aiortc or aioice change, these tests name the internal that moved.
 """
 
 import asyncio
+import asyncio.trsock
 import importlib
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -52,11 +54,16 @@ def _owners(pc: RTCPeerConnection) -> dict[str, Any]:
             remote_candidate=aioice.Candidate("x", 1, "udp", 1, "127.0.0.1", 9, "host"),
         ),
         "pylibsrtp.Session": _session(),
+        "aioice.StunProtocol": aioice.ice.StunProtocol(dtls.transport.iceGatherer._connection),
+        "asyncio.TransportSocket": asyncio.trsock.TransportSocket(
+            socket.socket(type=socket.SOCK_DGRAM)
+        ),
     }
 
 
 async def test_every_hooked_name_exists() -> None:
     pc = RTCPeerConnection(ice.configuration(LOOPBACK))
+    owners: dict[str, Any] = {}
     try:
         owners = _owners(pc)
         assert {n.owner for n in hooks.NAMES} <= owners.keys(), "a hooked owner is not checked"
@@ -66,6 +73,8 @@ async def test_every_hooked_name_exists() -> None:
         assert not missing, f"aiortc/aioice/pylibsrtp internals missing: {missing}"
         importlib.import_module(hooks.SRTP_BINDING)
     finally:
+        if owners:
+            owners["asyncio.TransportSocket"]._sock.close()
         await pc.close()
 
 
@@ -97,6 +106,7 @@ async def test_every_hook_is_reached_in_a_live_session(room: Harness) -> None:
     assert forwarder.packets > 0, "tap_receiver: the receiver no longer feeds its jitter buffer"
     assert feed.ready, "on_sender_start: the connection no longer calls sender.send()"
     assert feed.socket is not None, "direct_socket: no SRTP session / nominated pair"
+    assert type(feed.socket.sock) is socket.socket, "direct_socket: the socket is still wrapped"
     assert publisher.video.keyframe_requests >= 1, "send_pli / on_keyframe_request not reached"
 
     # A subscriber's PLI reaches the feed through intercept_sender_rtcp.
@@ -108,7 +118,7 @@ async def test_every_hook_is_reached_in_a_live_session(room: Harness) -> None:
     # ... and goes on to the publisher as a PLI (throttled: within about a second).
     await wait_for(lambda: publisher.video.keyframe_requests > requests_before, within=1.5)
 
-    # Sender reports carry the forwarded counters (rewrite_sender_reports).
+    # Sender reports carry the forwarded counters (replace_rtcp_loop: the feed's own).
     for _ in range(150):
         stats = await transceiver.receiver.getStats()
         sent = [s for s in stats.values() if s.type == "remote-outbound-rtp"]
@@ -214,3 +224,97 @@ def test_srtp_pointers_come_from_pylibsrtp() -> None:
     assert protect == int(
         binding.ffi.cast("uintptr_t", binding.ffi.addressof(binding.lib, "srtp_protect"))
     )
+
+
+def _queued_srtp(connection: Any) -> list[bytes]:
+    """SRTP/SRTCP datagrams that still reach aioice's queue (the slow path) from now on."""
+    queued: list[bytes] = []
+    original = connection.data_received
+
+    def data_received(data: bytes, component: int) -> None:
+        if data and 127 < data[0] < 192:
+            queued.append(data)
+        original(data, component)
+
+    connection.data_received = data_received
+    return queued
+
+
+async def test_srtp_is_handled_inline_on_both_connections(room: Harness) -> None:
+    """receive_inline: the publisher's RTP and the viewer's RTCP skip aiortc's queue and
+    still arrive (forwarded packets, a PLI relayed to the publisher)."""
+    publisher = await room.publish("ann")
+    assert publisher.publication is not None
+    video = publisher.track_id("video")
+    subscription, viewer = await room.watch([video])
+    got = received(subscription, viewer, video)
+    await wait_for(lambda: got.frames > 3, within=5)
+    feed = subscription.feed(video)
+    forwarder = room.sfu.track(video)
+    publishing = publisher.publication.pc.getTransceivers()[0].receiver.transport
+    subscribed = feed.sender.transport
+    queues = [_queued_srtp(_connection(dtls)) for dtls in (publishing, subscribed)]
+    for dtls in (publishing, subscribed):
+        protocols = _connection(dtls)._protocols
+        assert protocols and all(
+            getattr(p.datagram_received, "_veche_inline", False) for p in protocols
+        ), "receive_inline: a socket's datagram_received was not replaced"
+
+    packets, rtcp = forwarder.packets, feed.rtcp_received
+    transceiver = next(t for t in viewer.pc.getTransceivers() if t.mid == subscription.mid(video))
+    requests = publisher.video.keyframe_requests
+    await hooks.send_pli(transceiver.receiver, feed.ssrc)
+    await wait_for(lambda: feed.rtcp_received > rtcp and forwarder.packets > packets + 20, 2)
+    await wait_for(lambda: publisher.video.keyframe_requests > requests, within=1.5)
+    assert queues == [[], []], "SRTP still queued for the DTLS transport's task"
+
+
+def _connection(dtls: Any) -> Any:
+    return dtls.transport._connection
+
+
+async def test_a_handler_that_waits_is_finished_by_a_task() -> None:
+    done: list[str] = []
+
+    async def waits() -> None:
+        done.append("started")
+        await asyncio.sleep(0.01)
+        done.append("finished")
+
+    async def fails() -> None:
+        raise ValueError("a malformed packet")
+
+    async def catches(failing: asyncio.Future[None]) -> None:
+        try:
+            await failing
+        except KeyError:
+            done.append("caught")
+
+    pending: set[asyncio.Future[None]] = set()
+    hooks.run_now(waits(), pending)
+    assert done == ["started"] and len(pending) == 1  # ran at once as far as it could
+    hooks.run_now(fails(), pending)  # logged, not raised
+    failing = asyncio.get_running_loop().create_future()
+    hooks.run_now(catches(failing), pending)
+    failing.set_exception(KeyError("gone"))
+    await wait_for(lambda: not pending, within=1)
+    assert sorted(done) == ["caught", "finished", "started"]
+
+
+async def test_garbage_srtp_is_dropped_and_forwarding_goes_on(room: Harness) -> None:
+    publisher = await room.publish("ann")
+    assert publisher.publication is not None
+    video = publisher.track_id("video")
+    subscription, viewer = await room.watch([video])
+    got = received(subscription, viewer, video)
+    await wait_for(lambda: got.frames > 3, within=5)
+    dtls = publisher.publication.pc.getTransceivers()[0].receiver.transport
+    pair = _connection(dtls)._nominated[1]
+    server = pair.protocol.transport.get_extra_info("sockname")[:2]
+    with socket.socket(type=socket.SOCK_DGRAM) as attacker:
+        for first in (b"\x80\x60", b"\x81\xc8", b"\xbf\xff"):  # RTP, RTCP, the range's end
+            for _ in range(20):
+                attacker.sendto(first + bytes(range(60)), server)
+    frames = got.frames
+    await wait_for(lambda: got.frames > frames + 10, within=3)
+    assert dtls.state == "connected"
