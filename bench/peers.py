@@ -13,6 +13,9 @@ produces other bytes, so its delay is not measured.
 """
 
 import asyncio
+import contextlib
+import random
+import struct
 import threading
 import time
 from collections import deque
@@ -30,6 +33,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
+from aiortc.rtp import pack_remb_fci
 from aiortc.sdp import SessionDescription
 
 from bench import loopback
@@ -37,6 +41,7 @@ from bench.clip import AUDIO_CLOCK, VIDEO_CLOCK, Clip
 
 FINGERPRINT = 12  # bytes at the end of a frame's last RTP payload
 MAX_DESCRIPTOR = 6  # VP8 payload descriptor at most; H.264 FU-A: 2
+REMB_BITRATE = 5_000_000  # what each viewer says it can receive: plenty, so nothing pauses
 MIME = {"vp8": "video/VP8", "h264": "video/H264"}
 DECODER_THREAD_SUFFIX = "-decoder"
 
@@ -191,6 +196,7 @@ class Viewer:
     unmatched: int = 0
     _arrived: float = 0.0  # when the datagram being handled left the socket
     _done: set[int] = field(default_factory=set)  # receivers and transports already tapped
+    _reporting: list["asyncio.Task[None]"] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.pc = RTCPeerConnection(loopback.configuration())
@@ -239,6 +245,7 @@ class Viewer:
             _require(transport, "_handle_rtp_data")
             transport._handle_rtp_data = self._on_rtp  # type: ignore[method-assign]
             self._stamp_arrivals(transport.transport)
+            self._reporting.append(asyncio.ensure_future(self._report(transport)))
 
     def _quiet(self, receiver: RTCRtpReceiver) -> None:
         if id(receiver) not in self._done:
@@ -323,7 +330,45 @@ class Viewer:
                 expected += s.highest - s.first + 1
         return Snapshot(packets, bytes_, frames, expected, streams)
 
+    async def _report(self, transport: Any) -> None:
+        """What a browser sends back about what it receives, about once a second: a receiver
+        report (a block per stream: loss, highest sequence number) and a REMB. The tap keeps
+        aiortc's receivers from seeing packets, so they would send neither; a server's cost
+        per viewer includes handling these."""
+        ssrc = random.getrandbits(32)
+        marks: dict[bytes, tuple[int, int]] = {}  # stream -> (expected, received) at last report
+        await asyncio.sleep(random.uniform(0.5, 1.5))
+        while True:
+            blocks = []
+            for key, stream in list(self.streams.items())[:31]:
+                if stream.highest < 0:
+                    continue
+                expected = stream.highest - stream.first + 1
+                was_expected, was_received = marks.get(key, (0, 0))
+                marks[key] = (expected, stream.packets)
+                gap = expected - was_expected
+                lost = max(0, gap - (stream.packets - was_received))
+                fraction = min(255, lost * 256 // gap) if gap > 0 else 0
+                cumulative = max(0, expected - stream.packets) & 0xFFFFFF
+                # SSRC, fraction lost, cumulative lost (24 bits), extended highest sequence
+                # number, then jitter, LSR and DLSR (left 0: nothing here reads them).
+                blocks.append(
+                    key
+                    + struct.pack("!B", fraction)
+                    + cumulative.to_bytes(3, "big")
+                    + struct.pack("!IIII", stream.highest & 0xFFFFFFFF, 0, 0, 0)
+                )
+            if blocks:
+                report = struct.pack("!BBHI", 0x80 | len(blocks), 201, 1 + 6 * len(blocks), ssrc)
+                fci = pack_remb_fci(REMB_BITRATE, [int.from_bytes(k, "big") for k in self.streams])
+                remb = struct.pack("!BBHII", 0x80 | 15, 206, 2 + len(fci) // 4, ssrc, 0) + fci
+                with contextlib.suppress(ConnectionError, OSError):
+                    await transport._send_rtp(report + b"".join(blocks) + remb)
+            await asyncio.sleep(random.uniform(0.75, 1.25))
+
     async def close(self) -> None:
+        for task in self._reporting:
+            task.cancel()
         await self.pc.close()
 
 

@@ -47,6 +47,17 @@ async def test_publisher_to_viewer_without_decoders() -> None:
         assert viewer.delays, "no frame matched its send time"
         assert max(viewer.delays) < 0.5
         assert decoder_threads() == 0, [t.name for t in threading.enumerate()]
+        # The viewer reports back like a browser: the publisher's senders see its receiver
+        # reports (one block per stream, nothing lost).
+        remote: list[object] = []
+        for _ in range(40):
+            stats = await publisher.pc.getStats()
+            remote = [s for s in stats.values() if s.type == "remote-inbound-rtp"]
+            if {s.kind for s in remote} == {"audio", "video"}:
+                break
+            await asyncio.sleep(0.1)
+        assert {s.kind for s in remote} == {"audio", "video"}, remote
+        assert all(s.packetsLost == 0 and s.fractionLost == 0 for s in remote), remote
     finally:
         await viewer.close()
         await publisher.close()
