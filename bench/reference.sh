@@ -18,3 +18,5 @@ $B sweep --server veche --veche-whip --start 40 --step 40 --max 160 $P
 # A recorded meeting, not pinned: the recording process is the server's child and would
 # otherwise share the forwarding core (on a real server it has cores of its own).
 $B meeting --server veche -n 4 --record --seconds 10 --json --no-progress $*
+# The broadcast's HLS programme with one player, not pinned for the same reason.
+$B broadcast --server veche -m 10 --hls --seconds 10 --json --no-progress $*
