@@ -377,7 +377,10 @@ class Feed(_fanout.Wire):
                 if report.ssrc == self.ssrc:
                     lost = report.fraction_lost / 256
                     self.loss = lost if self.loss is None else max(self.loss, lost)
-        return True  # receiver reports: aiortc keeps the stats
+        # Not to aiortc: its statistics of receiver reports (a stats object and a datetime per
+        # report and sender) are read by nobody here, and its round-trip time needs its own
+        # sender reports, which the feed replaced (media/reports.py).
+        return False
 
     def take_loss(self) -> float | None:
         """The worst loss the subscriber reported since the previous call (None: no report)."""
