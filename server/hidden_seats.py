@@ -50,38 +50,55 @@ class HiddenSeats(RoomBroadcast):
                 or recording.status is not RecordingStatus.RECORDING
             ):
                 raise BadToken("this recorder token is not for a recording of this meeting")
-        live = self._meetings.get(grant.meeting_id)
-        if live is None:
-            raise RoomError("not_live", "the meeting is not live")
         stage_only = grant.kind == "programme"
         seat_id = (PROGRAMME_SEAT if stage_only else RECORDER_SEAT) + grant.entry_id
+        kind = "programme" if stage_only else "recorder"
+        live = await self._seat_hidden(sid, conn, grant.meeting_id, seat_id, "is not live")
+        self._spawn(self._welcome_hidden(sid, live, seat_id, {"kind": kind}, stage_only=stage_only))
+        return {"ok": True, "status": "joined"}
+
+    async def _seat_hidden(
+        self, sid: str, conn: Connection, meeting_id: str, seat_id: str, not_live: str
+    ) -> LiveMeeting:
+        """Bind a hidden seat to this connection (a process that reconnected before its old
+        socket closed takes its seat over); `not_live` ends "the meeting ..." when it is not."""
+        live = self._meetings.get(meeting_id)
+        if live is None:
+            raise RoomError("not_live", f"the meeting {not_live}")
         async with live.lock:
-            if self._meetings.get(grant.meeting_id) is not live:
-                raise RoomError("not_live", "the meeting is not live")
+            if self._meetings.get(meeting_id) is not live:
+                raise RoomError("not_live", f"the meeting {not_live}")
             if conn.meeting_id is not None:
                 raise RoomError("already_joined", "this connection has already joined")
             old_sid = live.sids.get(seat_id)
-            if old_sid is not None:  # the process reconnected before its old socket closed
+            if old_sid is not None:
                 await self._detach(old_sid)
                 await self._leave_rooms(old_sid, live)
                 await self._close([old_sid])
-            conn.meeting_id, conn.seat_id = grant.meeting_id, seat_id
+            conn.meeting_id, conn.seat_id = meeting_id, seat_id
             live.sids[seat_id] = sid
-        self._spawn(self._process_welcome(sid, live, seat_id, stage_only))
-        return {"ok": True, "status": "joined"}
+        return live
 
-    async def _process_welcome(
-        self, sid: str, live: LiveMeeting, seat_id: str, stage_only: bool
+    async def _welcome_hidden(
+        self,
+        sid: str,
+        live: LiveMeeting,
+        seat_id: str,
+        me: dict[str, Any],
+        apart: str | None = None,
+        stage_only: bool = False,
     ) -> None:
+        """Its receiving connection, the room's events, and the `joined` snapshot; `me` is
+        what the snapshot's `self` says besides the seat id."""
         await asyncio.sleep(0)
         async with live.lock:
             if live.sids.get(seat_id) != sid:
                 return
             stage = self._stage(live)
-            await stage.enter(seat_id, stage_only=stage_only)
+            await stage.enter(seat_id, apart=apart, stage_only=stage_only)
             await self.enter_room(sid, live.room_name)
             snapshot = {
-                "self": {"id": seat_id, "kind": "programme" if stage_only else "recorder"},
+                "self": {"id": seat_id, **me},
                 "meeting": {"id": live.room.meeting.id, "title": live.room.meeting.title},
                 "participants": live.room.summary()["participants"],
                 "tracks": stage.tracks(),
@@ -111,38 +128,8 @@ class HiddenSeats(RoomBroadcast):
         entry = await self._store().get_entry(grant.meeting_id, grant.entry_id)
         if entry is None:
             raise BadToken("this invitation was withdrawn")
-        live = self._meetings.get(grant.meeting_id)
-        if live is None:
-            raise RoomError("not_live", "the meeting has not started yet")
         seat_id = PROJECTOR_SEAT + secrets.token_urlsafe(6)
-        async with live.lock:
-            if self._meetings.get(grant.meeting_id) is not live:
-                raise RoomError("not_live", "the meeting has not started yet")
-            if conn.meeting_id is not None:
-                raise RoomError("already_joined", "this connection has already joined")
-            conn.meeting_id, conn.seat_id = grant.meeting_id, seat_id
-            live.sids[seat_id] = sid
-        self._spawn(self._projector_welcome(sid, live, seat_id, entry.id))
+        live = await self._seat_hidden(sid, conn, grant.meeting_id, seat_id, "has not started yet")
+        me = {"kind": "projector", "hall": entry.id}
+        self._spawn(self._welcome_hidden(sid, live, seat_id, me, apart=entry.id))
         return {"ok": True, "status": "joined"}
-
-    async def _projector_welcome(
-        self, sid: str, live: LiveMeeting, seat_id: str, hall: str
-    ) -> None:
-        await asyncio.sleep(0)
-        async with live.lock:
-            if live.sids.get(seat_id) != sid:
-                return
-            stage = self._stage(live)
-            await stage.enter(seat_id, apart=hall)
-            await self.enter_room(sid, live.room_name)
-            snapshot = {
-                "self": {"id": seat_id, "kind": "projector", "hall": hall},
-                "meeting": {"id": live.room.meeting.id, "title": live.room.meeting.title},
-                "participants": live.room.summary()["participants"],
-                "tracks": stage.tracks(),
-                "speaking": stage.speakers.as_dict(),
-                "stage": stage.stage(),
-                "ice_servers": client_ice_servers(self._settings, seat_id),
-            }
-            await self._tell(sid, "joined", snapshot)
-            stage.offer_soon(seat_id)

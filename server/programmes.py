@@ -171,9 +171,9 @@ class Programmes:
         except OSError:
             return []
         found = []
+        running = self.running(meeting_id)
         for name in names:
             if SESSION_ID.fullmatch(name):
-                running = self.running(meeting_id)
                 if running is not None and running.id == name:
                     found.append(running)
                 else:
