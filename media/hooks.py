@@ -84,6 +84,14 @@ TRANSPORT_SOCKET = "_sock"
 # aioice.Connection: gathering state, written by our gather_candidates replacement.
 ICE_GATHER_STATE = ("_local_candidates_start", "_local_candidates", "_local_candidates_end")
 ICE_COMPONENTS = "_components"
+# RTCPeerConnection: its transceivers. When an offer reuses a stopped section's m-line for a
+# new mid, aiortc keeps the stopped transceiver at that line index and its setLocalDescription
+# would give the new mid to the old transceiver: the stopped one is taken out first.
+PC_TRANSCEIVERS = "_RTCPeerConnection__transceivers"
+# aiortc.rtcpeerconnection.find_common_codecs and aiortc.codecs.CODECS: how setRemoteDescription
+# matches an offer's codecs against its own (it fails half-way through an offer without one).
+COMMON_CODECS = ("aiortc.rtcpeerconnection", "find_common_codecs")
+LOCAL_CODECS = ("aiortc.codecs", "CODECS")
 
 
 class Name(NamedTuple):
@@ -277,6 +285,43 @@ def keep_one_codec(transceiver: RTCRtpTransceiver, payload_type: int | None = No
     ]
     setattr(transceiver, TRANSCEIVER_CODECS, kept)
     return main
+
+
+def _module_name(where: tuple[str, str]) -> Any:
+    module, name = where
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        raise HookError(f"{module}.{name}", "not found") from None
+
+
+def common_codecs(kind: str, offered: list[Any]) -> list[Any]:
+    """The offered codecs aiortc would negotiate for a `kind` section (empty: it refuses it)."""
+    local: dict[str, list[Any]] = _module_name(LOCAL_CODECS)
+    if kind not in local:
+        return []
+    find: Callable[[list[Any], list[Any]], list[Any]] = _module_name(COMMON_CODECS)
+    return find(local[kind], offered)
+
+
+def default_codec(kind: str) -> Any:
+    """aiortc's own first codec for `kind` (stands in for a stopped section's unknown one)."""
+    local: dict[str, list[Any]] = _module_name(LOCAL_CODECS)
+    return local[kind][0]
+
+
+async def retire_transceivers(pc: RTCPeerConnection, mids: set[str]) -> list[str]:
+    """Stop and forget the transceivers whose mid is no longer in the remote offer (`mids`):
+    their m-line went to a new mid. Returns the mids retired."""
+    transceivers: list[RTCRtpTransceiver] = _require(pc, PC_TRANSCEIVERS)
+    gone = [t for t in transceivers if t.mid is not None and t.mid not in mids]
+    for transceiver in gone:
+        transceivers.remove(transceiver)
+        try:
+            await transceiver.stop()
+        except Exception:  # a receiver that never started: nothing to stop
+            logger.debug("stopping retired transceiver %s", transceiver.mid, exc_info=True)
+    return [str(t.mid) for t in gone]
 
 
 def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[Any]:

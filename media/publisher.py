@@ -5,7 +5,6 @@ from dataclasses import dataclass
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import OperationError
-from aiortc.sdp import SessionDescription
 
 from media import hooks, ice, sdp
 from media.errors import MediaError
@@ -33,6 +32,7 @@ class Publication:
         self.forwarders: dict[str, Forwarder] = {}
         self.closed = False
         self._settings = settings
+        self._offer: sdp.Offer | None = None  # the last offer taken
 
     @property
     def tracks(self) -> list[PublishedTrack]:
@@ -42,23 +42,31 @@ class Publication:
         ]
 
     async def renegotiate(self, offer: str) -> str:
-        """Apply a new offer from the publisher (a track added or stopped); returns the answer.
+        """Apply a new offer from the publisher (a track added, stopped or resumed); returns
+        the answer.
 
-        Offers that would change a running track's codec are refused unchanged; an offer aiortc
-        itself refuses closes the publication (aiortc cannot roll back) and raises MediaError.
+        An offer that would change a running track's codec, offers no codec aiortc can take,
+        or that aiortc refuses while reading it is answered with MediaError and changes nothing:
+        the running tracks go on. Only a failure after aiortc took the offer (which it cannot
+        roll back) closes the publication.
         """
         if self.closed:
             raise MediaError("closed", "the publication is closed")
         if self.pc.signalingState != "stable":
             raise MediaError("negotiation_pending", "the previous offer is still being answered")
-        description = sdp.check(offer, MAX_PUBLISHED_MEDIA)
-        self._check_running_codecs(description)
+        checked = sdp.check(offer, MAX_PUBLISHED_MEDIA)
+        self._check_sections_kept(checked)
+        self._check_running_codecs(checked)
         try:
-            await _apply(self, offer, description)
+            return await _apply(self, checked)
+        except MediaError:
+            if self.pc.signalingState == "stable":
+                raise  # aiortc did not take the offer: the old state stands
+            await self.close()
+            raise
         except BaseException:
             await self.close()
             raise
-        return str(self.pc.localDescription.sdp)
 
     async def add_ice_candidate(
         self, candidate: object, sdp_mid: object = None, sdp_mline_index: object = None
@@ -79,10 +87,23 @@ class Publication:
         except Exception:  # aiortc left in a state it cannot close cleanly: log, go on
             logger.exception("closing publication %r", self.name)
 
-    def _check_running_codecs(self, description: SessionDescription) -> None:
-        for media in description.media:
-            forwarder = self.forwarders.get(track_id(self.name, media.rtp.muxId or ""))
-            if forwarder is None or not _sends(media):
+    def _check_sections_kept(self, offer: sdp.Offer) -> None:
+        """A section keeps its place and kind in every later offer (JSEP): aiortc matches
+        sections by line as well as by mid and would fail half-way through one that moved."""
+        if self._offer is None:
+            return
+        before = {s.mid: s for s in self._offer.sections}
+        for section in offer.sections:
+            previous = before.get(section.mid)
+            if previous is None:
+                continue
+            if (previous.index, previous.kind) != (section.index, section.kind):
+                raise MediaError("bad_sdp", f"media section {section.mid!r} moved or changed kind")
+
+    def _check_running_codecs(self, offer: sdp.Offer) -> None:
+        for section, media in zip(offer.sections, offer.description.media, strict=True):
+            forwarder = self.forwarders.get(track_id(self.name, section.mid))
+            if forwarder is None or not section.sends:
                 continue
             offered = {c.payloadType: c.name.lower() for c in media.rtp.codecs}
             if offered.get(forwarder.payload_type) != forwarder.codec.name.lower():
@@ -100,37 +121,39 @@ def track_mid(track: str) -> str:
     return track.rsplit("/", 1)[-1]
 
 
-def _sends(media: object) -> bool:
-    return getattr(media, "port", 0) != 0 and getattr(media, "direction", None) in (
-        "sendonly",
-        "sendrecv",
-        None,  # no direction attribute means sendrecv
-    )
-
-
 async def answer(name: str, offer: str, settings: ice.IceSettings) -> tuple[Publication, str]:
     """Accept a publisher's offer; MediaError (and nothing kept) if it cannot be served."""
-    description = sdp.check(offer, MAX_PUBLISHED_MEDIA)
+    checked = sdp.check(offer, MAX_PUBLISHED_MEDIA)
     publication = Publication(name, RTCPeerConnection(ice.configuration(settings)), settings)
     try:
-        await _apply(publication, offer, description)
+        answer_sdp = await _apply(publication, checked)
         if not publication.forwarders:
             raise MediaError("nothing_published", "the offer sends no audio or video")
     except BaseException:
         await publication.close()
         raise
-    return publication, str(publication.pc.localDescription.sdp)
+    return publication, answer_sdp
 
 
-async def _apply(publication: Publication, offer: str, description: SessionDescription) -> None:
+async def _apply(publication: Publication, offer: sdp.Offer) -> str:
+    """Give aiortc the offer as it can read it, follow its sections (a forwarder per sending
+    section), and return the answer as the offer needs it (media/sdp.py)."""
+    unsupported = sdp.unsupported(offer)
+    if unsupported:
+        kinds = ", ".join(s.kind for s in unsupported)
+        raise MediaError("unsupported_codec", f"no supported codec offered for {kinds}")
     pc = publication.pc
     try:
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.for_aiortc(), type="offer"))
     except OperationError as exc:
         raise MediaError("unsupported_codec", f"no supported codec offered: {exc}") from None
     except Exception as exc:
         raise MediaError("bad_sdp", f"offer refused: {exc}") from None
-    sections = {m.rtp.muxId: m for m in description.media}
+    # A stopped section's m-line taken by a new mid: the old transceiver goes.
+    await hooks.retire_transceivers(pc, {s.mid for s in offer.sections})
+    sending = offer.sending
+    for tid in [t for t in publication.forwarders if track_mid(t) not in sending]:
+        publication.forwarders.pop(tid).close()  # the publisher stopped this track
     for transceiver in pc.getTransceivers():
         mid = transceiver.mid
         if mid is None:
@@ -138,13 +161,10 @@ async def _apply(publication: Publication, offer: str, description: SessionDescr
         if transceiver.receiver.transport is not None:
             # The publisher's RTP reaches the forwarder in the socket's callback.
             hooks.receive_inline(transceiver.receiver.transport)
+        if mid not in sending or transceiver.receiver.track is None:
+            continue
         tid = track_id(publication.name, mid)
         running = publication.forwarders.get(tid)
-        if not _sends(sections.get(mid)) or transceiver.receiver.track is None:
-            if running is not None:  # the publisher stopped this track
-                running.close()
-                del publication.forwarders[tid]
-            continue
         if running is not None:
             # aiortc re-negotiated every codec: keep the one this track is forwarded as.
             hooks.keep_one_codec(transceiver, running.payload_type)
@@ -158,3 +178,5 @@ async def _apply(publication: Publication, offer: str, description: SessionDescr
         await pc.setLocalDescription(await pc.createAnswer())
     except Exception as exc:
         raise MediaError("bad_sdp", f"cannot answer this offer: {exc}") from None
+    publication._offer = offer
+    return offer.answer(str(pc.localDescription.sdp))

@@ -1,15 +1,158 @@
-"""Checks on SDP from outside before aiortc sees it: size, media count, parseability."""
+"""SDP from outside, read before aiortc sees it: bounds, parseability, and what each media
+section of an offer means (JSEP, RFC 8829; BUNDLE, RFC 8843).
+
+aiortc 1.16 knows neither `a=bundle-only` nor rejected sections: it reads `port 0` as nothing,
+refuses a section without ICE credentials, `setup` or `rtcp-mux` (Firefox's stopped sections),
+answers every section with a port and puts every mid in its answer's BUNDLE group. Here an
+offer is read once into `Section`s; `Offer.for_aiortc()` is the offer aiortc can apply, and
+`Offer.answer()` turns aiortc's answer into one that mirrors the offer.
+"""
+
+import copy
+import re
+from dataclasses import dataclass
 
 from aiortc import sdp as aiortc_sdp
 
+from media import hooks
 from media.errors import MediaError
 
 MAX_SDP_SIZE = 64 * 1024
 MAX_MEDIA = 16
+DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
+SENDING = ("sendrecv", "sendonly")
+# The port JSEP puts on a live section whose address is carried by ICE (RFC 8829 5.2.1).
+DISCARD_PORT = 9
 
 
-def check(text: object, max_media: int = MAX_MEDIA) -> aiortc_sdp.SessionDescription:
-    """The parsed description, or MediaError("bad_sdp" | "too_many_media")."""
+@dataclass(frozen=True)
+class Section:
+    """One media section of an offer, as the SFU reads it.
+
+    `accepted` is False for a section the offerer rejected or stopped (port 0 and not
+    bundle-only, or outside the BUNDLE group): it carries nothing and is answered with port 0.
+    A bundle-only section (port 0, `a=bundle-only`, in the BUNDLE group) is live: its media
+    rides the bundle's transport.
+    """
+
+    index: int
+    mid: str
+    kind: str
+    direction: str
+    bundle_only: bool
+    accepted: bool
+
+    @property
+    def sends(self) -> bool:
+        return self.accepted and self.direction in SENDING
+
+
+class Offer:
+    """A checked offer: its parsed description, its sections, its BUNDLE group."""
+
+    def __init__(self, text: str, description: aiortc_sdp.SessionDescription) -> None:
+        self.text = text
+        self.description = description
+        group = next((g for g in description.group if g.semantic == "BUNDLE"), None)
+        self.bundle: list[str] = [str(mid) for mid in group.items] if group else []
+        flags = _bundle_only_flags(text)
+        self.sections: list[Section] = []
+        for index, media in enumerate(description.media):
+            mid = str(media.rtp.muxId)
+            bundle_only = flags[index] if index < len(flags) else False
+            # Port 0 is live only as a bundle-only member of the group (not its first).
+            accepted = media.port != 0 or (bundle_only and mid in self.bundle[1:])
+            direction = media.direction or "sendrecv"  # RFC 4566: no attribute means sendrecv
+            self.sections.append(Section(index, mid, media.kind, direction, bundle_only, accepted))
+
+    @property
+    def sending(self) -> dict[str, str]:
+        """The sections that send: {mid: kind}."""
+        return {s.mid: s.kind for s in self.sections if s.sends}
+
+    @property
+    def rejected(self) -> set[str]:
+        """The mids of the sections the offerer rejected or stopped."""
+        return {s.mid for s in self.sections if not s.accepted}
+
+    def for_aiortc(self) -> str:
+        """The offer as aiortc can apply it: every accepted section with a port and the
+        bundle's transport; every rejected one as an inactive member of the bundle (so aiortc
+        neither refuses it nor gives it an ICE transport of its own that never connects)."""
+        description = copy.deepcopy(self.description)
+        transport = _transport_section(self, description)
+        for section, media in zip(self.sections, description.media, strict=True):
+            if media.rtcp_mux and media.rtcp_port is None:
+                # aiortc writes a=rtcp-mux only after an a=rtcp line, which Firefox omits.
+                media.rtcp_host, media.rtcp_port = "0.0.0.0", DISCARD_PORT
+            if section.accepted and media.port != 0:
+                continue
+            media.port = DISCARD_PORT
+            media.rtcp_mux = True
+            media.rtcp_host, media.rtcp_port = "0.0.0.0", DISCARD_PORT
+            if media.ice is None or not media.ice.usernameFragment or not media.ice.password:
+                media.ice = copy.deepcopy(transport.ice)
+            if media.dtls is None or not media.dtls.fingerprints:
+                media.dtls = copy.deepcopy(transport.dtls)
+            if section.accepted:
+                continue
+            media.direction = "inactive"
+            media.ice_candidates = []
+            media.ice_candidates_complete = False
+            if not hooks.common_codecs(media.kind, media.rtp.codecs):
+                # Firefox's stopped section names a payload type without its rtpmap.
+                media.rtp.codecs = [hooks.default_codec(media.kind)]
+                media.fmt = [c.payloadType for c in media.rtp.codecs]
+        if self.bundle:
+            group = next(g for g in description.group if g.semantic == "BUNDLE")
+            members: list[int | str] = [m for m in self.bundle if m not in self.rejected]
+            group.items = members + [s.mid for s in self.sections if not s.accepted]
+        return str(description)
+
+    def answer(self, text: str) -> str:
+        """aiortc's answer made to mirror this offer: a rejected or stopped section answered
+        with port 0 and left out of the BUNDLE group, which holds the offer's accepted mids."""
+        description = aiortc_sdp.SessionDescription.parse(text)
+        description.type = "answer"
+        rejected = self.rejected
+        for media in description.media:
+            if str(media.rtp.muxId) not in rejected:
+                continue
+            media.port = 0
+            media.direction = "inactive"
+            media.ice_candidates = []
+            media.ice_candidates_complete = False
+            media.ssrc = []
+            media.ssrc_group = []
+            media.msid = None
+        if self.bundle:
+            accepted: list[int | str] = [m for m in self.bundle if m not in rejected]
+            for group in description.group:
+                if group.semantic == "BUNDLE":
+                    group.items = list(accepted)
+        return str(description)
+
+
+def _bundle_only_flags(text: str) -> list[bool]:
+    """For each media section in order, whether it carries `a=bundle-only` (aiortc's parser
+    drops the attribute)."""
+    parts = re.split(r"\r?\nm=", text)[1:]
+    return [bool(re.search(r"^a=bundle-only\s*$", part, re.MULTILINE)) for part in parts]
+
+
+def _transport_section(
+    offer: Offer, description: aiortc_sdp.SessionDescription
+) -> aiortc_sdp.MediaDescription:
+    """The section whose ICE and DTLS parameters the bundle uses: the group's first (tagged)
+    section, else the first live one."""
+    if offer.bundle:
+        return next(m for m in description.media if str(m.rtp.muxId) == offer.bundle[0])
+    return next(m for m in description.media if m.port != 0)
+
+
+def check(text: object, max_media: int = MAX_MEDIA) -> Offer:
+    """The checked description and its sections, or MediaError("bad_sdp" | "too_many_media" |
+    "unsupported_media" | "unsupported_codec")."""
     if not isinstance(text, str) or not text.strip():
         raise MediaError("bad_sdp", "SDP must be a non-empty string")
     media = text.count("\nm=")
@@ -31,24 +174,47 @@ def check(text: object, max_media: int = MAX_MEDIA) -> aiortc_sdp.SessionDescrip
     for group in description.group:
         if group.semantic == "BUNDLE" and not set(group.items) <= set(mids):
             raise MediaError("bad_sdp", "the BUNDLE group names a media section that is missing")
-    for m in description.media:
-        if m.port == 0:
-            continue  # a rejected or stopped section carries nothing
-        if m.direction not in ("sendrecv", "sendonly", "recvonly", "inactive"):
-            raise MediaError("bad_sdp", "each media section needs a direction attribute")
+    offer = Offer(text, description)
+    if offer.bundle and not offer.sections[mids.index(offer.bundle[0])].accepted:
+        raise MediaError("bad_sdp", "the first section of the BUNDLE group must have a port")
+    if not any(s.accepted for s in offer.sections):
+        raise MediaError("bad_sdp", "SDP has no live media section")
+    by_mid = {str(m.rtp.muxId): m for m in description.media}
+    transport = by_mid[offer.bundle[0]] if offer.bundle else None
+    for section, m in zip(offer.sections, description.media, strict=True):
         if m.kind not in ("audio", "video"):
             raise MediaError("unsupported_media", f"media kind {m.kind!r} is not supported")
-        if m.ice is None or not m.ice.usernameFragment or m.dtls is None or not m.dtls.fingerprints:
+        if not section.accepted:
+            continue  # a rejected or stopped section carries nothing
+        if m.direction not in DIRECTIONS:
+            raise MediaError("bad_sdp", "each media section needs a direction attribute")
+        carrier = transport if section.bundle_only and transport is not None else m
+        if not _has_transport(m) and not _has_transport(carrier):
             raise MediaError(
                 "bad_sdp", "each media section needs ICE credentials and a DTLS fingerprint"
             )
-    return description
+    try:
+        offer.for_aiortc()
+    except Exception as exc:  # aiortc parses what it cannot write back (c=IN IP4 0)
+        raise MediaError("bad_sdp", f"SDP cannot be used: {exc}") from None
+    return offer
 
 
-def sending(description: aiortc_sdp.SessionDescription) -> dict[str, str]:
+def _has_transport(media: aiortc_sdp.MediaDescription) -> bool:
+    ice, dtls = media.ice, media.dtls
+    return bool(ice and ice.usernameFragment and dtls and dtls.fingerprints)
+
+
+def sending(offer: Offer) -> dict[str, str]:
     """The media sections that send ({mid: kind}) in a checked offer."""
-    return {
-        m.rtp.muxId: m.kind
-        for m in description.media
-        if m.port != 0 and m.direction in ("sendrecv", "sendonly")
-    }
+    return offer.sending
+
+
+def unsupported(offer: Offer) -> list[Section]:
+    """Accepted sections offering no codec aiortc can receive (refused before aiortc sees
+    them: aiortc would fail half-way through applying the offer)."""
+    return [
+        s
+        for s, m in zip(offer.sections, offer.description.media, strict=True)
+        if s.accepted and not hooks.common_codecs(m.kind, m.rtp.codecs)
+    ]

@@ -44,6 +44,7 @@ const VecheLocal = (() => {
       const messages = {
         forbidden: t("Your role does not allow you to publish this."),
         timeout: t("The server did not answer. Try again."),
+        screen_busy: t("Someone else is sharing the screen. Ask them to stop first."),
       };
       toast(messages[error.code] || (error.message ? t("Could not send your media:") + " " + error.message : t("Could not send your media.")));
     }

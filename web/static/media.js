@@ -51,6 +51,17 @@ const VecheMedia = (() => {
     return init;
   }
 
+  // A section taken over by another source gets that source's bitrate.
+  function setBitrate(sender, source) {
+    const parameters = sender.getParameters();
+    if (!parameters.encodings || !parameters.encodings.length) return;
+    for (const encoding of parameters.encodings) {
+      if (MAX_BITRATE[source]) encoding.maxBitrate = MAX_BITRATE[source];
+      else delete encoding.maxBitrate;
+    }
+    sender.setParameters(parameters).catch(() => {}); // the browser's own limit stays
+  }
+
   // Shared by both connections: trickled candidates wait until the server has this
   // connection's offer or answer, and a broken link is reported once.
   class Link {
@@ -105,11 +116,15 @@ const VecheMedia = (() => {
   }
 
   // Our camera, microphone and screen: one sending section per source, labelled by mid.
+  // A source that ends (a screen share stopped) leaves its section inactive, not stopped: the
+  // next source of its kind takes it over, so m-lines never pile up and no offer carries a
+  // rejected section (docs/media.md, "Renegotiation").
   class Publisher extends Link {
     constructor(socket, iceServers, options) {
       super(socket, "publish", iceServers, options.onBroken);
       this.codec = options.codec;
       this.sections = new Map(); // source -> transceiver
+      this.spare = []; // inactive transceivers a later source may take over
       this.queue = Promise.resolve();
     }
 
@@ -126,12 +141,18 @@ const VecheMedia = (() => {
           if (kind === "video") preferCodec(added, this.codec);
           this.sections.set(source, added);
         }
-        if (this.sections.size) await this.negotiate(null, true);
+        if (this.sections.size) {
+          await this.negotiate(() => {
+            for (const transceiver of this.sections.values()) transceiver.stop();
+            this.sections.clear();
+          });
+        }
       });
     }
 
-    // Start or stop sending `track` as `source`. A new source renegotiates; muting and
-    // unmuting an existing one only swaps the sender's track (null sends nothing at all).
+    // Start or stop sending `track` as `source`. A new source renegotiates (on a spare section
+    // of its kind if there is one); muting and unmuting an existing one only swaps the
+    // sender's track (null sends nothing at all).
     set(source, track) {
       return this.serial(async () => {
         const transceiver = this.sections.get(source);
@@ -140,22 +161,39 @@ const VecheMedia = (() => {
           return;
         }
         if (!track) return;
-        const added = this.pc.addTransceiver(track, sending(source));
-        if (track.kind === "video") preferCodec(added, this.codec);
-        this.sections.set(source, added);
-        await this.negotiate(source);
+        const spare = this.spare.findIndex((t) => t.receiver.track.kind === track.kind);
+        let taken;
+        if (spare >= 0) {
+          taken = this.spare.splice(spare, 1)[0];
+          await taken.sender.replaceTrack(track);
+          taken.direction = "sendonly";
+          setBitrate(taken.sender, source);
+        } else {
+          taken = this.pc.addTransceiver(track, sending(source));
+          if (track.kind === "video") preferCodec(taken, this.codec);
+        }
+        this.sections.set(source, taken);
+        await this.negotiate(() => this.retire(source, taken));
       });
     }
 
-    // Remove a source (a screen share that ends): its section closes and the server drops it.
+    // Remove a source (a screen share that ends): its section goes inactive (the server drops
+    // the track) and waits for the next source of its kind.
     remove(source) {
       return this.serial(async () => {
         const transceiver = this.sections.get(source);
         if (!transceiver) return;
-        this.sections.delete(source);
-        transceiver.stop();
-        await this.negotiate(null);
+        await this.retire(source, transceiver);
+        // Refused, the section is inactive here all the same and the next offer says so.
+        await this.negotiate(() => {});
       });
+    }
+
+    async retire(source, transceiver) {
+      if (this.sections.get(source) === transceiver) this.sections.delete(source);
+      await transceiver.sender.replaceTrack(null);
+      transceiver.direction = "inactive";
+      if (!this.spare.includes(transceiver)) this.spare.push(transceiver);
     }
 
     serial(step) {
@@ -164,7 +202,9 @@ const VecheMedia = (() => {
       return next;
     }
 
-    async negotiate(added, all) {
+    // Offer, send, apply the answer; an error from the server rolls the offer back, undoes
+    // the change (`undo`) and is thrown: the sections that ran before go on as they were.
+    async negotiate(undo) {
       if (this.closed) return;
       await this.pc.setLocalDescription(await this.pc.createOffer());
       const sources = {};
@@ -173,14 +213,7 @@ const VecheMedia = (() => {
       if (this.closed) return;
       if (ack.error) {
         await this.pc.setLocalDescription({ type: "rollback" });
-        if (all) {
-          for (const transceiver of this.sections.values()) transceiver.stop();
-          this.sections.clear();
-        } else if (added) {
-          const transceiver = this.sections.get(added);
-          this.sections.delete(added);
-          if (transceiver) transceiver.stop();
-        }
+        await undo();
         throw new MediaError(ack.error);
       }
       await this.pc.setRemoteDescription({ type: "answer", sdp: ack.sdp });
