@@ -3,6 +3,7 @@
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import secrets
 import sys
@@ -12,8 +13,9 @@ from dataclasses import dataclass
 import aiohttp
 from socketio import exceptions as socketio_errors
 
-from bench import clip, proc, servers, stats, whip
+from bench import clip, impairment, proc, servers, stats, whip
 from bench.run import Plan, Progress, measure
+from bench.soak import SoakResult, soak
 from bench.stats import Result
 from bench.targets import Target, WhipTarget
 
@@ -41,6 +43,12 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="--server veche: publish over WHIP and watch over WHEP (POST /whip|/whep/MEETING) "
         "instead of socket.io; broadcast and sweep only",
+    )
+    common.add_argument(
+        "--impair",
+        metavar="SPEC",
+        help="--server veche started here: the main process's clients reach it through an "
+        "impaired link, e.g. loss=5%%,delay=100ms,rate=300kbit (docs/bench.md)",
     )
     common.add_argument("--codec", choices=clip.CODECS, default="vp8")
     common.add_argument("--bitrate", type=int, default=1_000_000, help="clip video bit/s")
@@ -81,17 +89,51 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--max", type=int, default=100)
     s.add_argument("--max-loss", type=float, default=1.0, help="% of packets")
     s.add_argument("--min-fps", type=float, default=0.95, help="fraction of the clip's rate")
+    k = sub.add_parser(
+        "soak",
+        help="a Veche meeting's life for N minutes; the server's RSS, open files and tasks",
+    )
+    k.add_argument("--minutes", type=float, default=10.0)
+    k.add_argument("--interval", type=float, default=60.0, help="seconds between samples")
+    k.add_argument("--url", help="a running Veche server's base URL (default: start one)")
+    k.add_argument("--api-key", help="that server's VECHE_API_KEY")
+    k.add_argument("--server-pid", type=int, help="that server's pid (same machine)")
+    k.add_argument("--codec", choices=clip.CODECS, default="vp8")
+    k.add_argument("--json", action="store_true", help="also print one JSON line")
     return p
+
+
+async def run_soak(args: argparse.Namespace) -> SoakResult:
+    """The soak (bench/soak.py) against a Veche server started here or given by --url."""
+    media = clip.load(clip.ClipSpec(codec=args.codec, seconds=4.0))
+    async with contextlib.AsyncExitStack() as stack:
+        if args.url:
+            if not args.api_key or not args.server_pid:
+                raise SystemExit("soak --url needs --api-key and --server-pid")
+            url, key, pid = args.url, args.api_key, args.server_pid
+        else:
+            key = secrets.token_urlsafe(24)
+            started = await stack.enter_async_context(servers.veche(None, key))
+            url, pid = started.url, started.pid
+        from bench.veche import VecheTarget
+
+        target = VecheTarget(url, key)
+        stack.push_async_callback(target.close)
+        await target.create_meeting()
+        return await soak(target, pid, media, args.minutes * 60, args.interval)
 
 
 @dataclass
 class Running:
     target: Target
     pid: int | None
+    relay: impairment.Relay | None = None  # --impair
 
 
 @contextlib.asynccontextmanager
 async def server(args: argparse.Namespace, plan: Plan) -> AsyncIterator[Running]:
+    if args.impair and (args.server != "veche" or args.url or args.veche_whip):
+        raise SystemExit("--impair: --server veche started here, over socket.io")
     if args.server == "baseline":
         async with servers.baseline(args.server_cpu) as started:
             endpoint = f"{started.url}/{{kind}}/{{stream}}"
@@ -114,7 +156,7 @@ async def server(args: argparse.Namespace, plan: Plan) -> AsyncIterator[Running]
             finally:
                 await client.close()
     elif args.server == "veche":
-        async with _veche(args) as running:
+        async with _veche(args, plan) as running:
             yield running
     else:
         if not args.whip or not args.whep:
@@ -131,9 +173,12 @@ async def server(args: argparse.Namespace, plan: Plan) -> AsyncIterator[Running]
 
 
 @contextlib.asynccontextmanager
-async def _veche(args: argparse.Namespace) -> AsyncIterator[Running]:
+async def _veche(args: argparse.Namespace, plan: Plan) -> AsyncIterator[Running]:
     from bench.veche import VecheTarget
 
+    link = impairment.parse(args.impair) if args.impair else None
+    connections = 2 * (plan.publishers + len(plan.watches()))
+    ports = impairment.free_port_range(impairment.ports_for(connections)) if link else None
     async with contextlib.AsyncExitStack() as stack:
         if args.url:
             if not args.api_key:
@@ -141,11 +186,15 @@ async def _veche(args: argparse.Namespace) -> AsyncIterator[Running]:
             url, key, pid = args.url, args.api_key, args.server_pid
         else:
             key = secrets.token_urlsafe(24)
-            started = await stack.enter_async_context(servers.veche(args.server_cpu, key))
+            started = await stack.enter_async_context(servers.veche(args.server_cpu, key, ports))
             url, pid = started.url, started.pid
         target = VecheTarget(url, key)
         stack.push_async_callback(target.close)
         await target.create_meeting()
+        relay = None
+        if link is not None and ports is not None:
+            relay = await stack.enter_async_context(impairment.open_relay(ports, link))
+            target.detour = impairment.Detour()
         if args.veche_whip:
             if args.scenario == "meeting":
                 raise SystemExit("--veche-whip: broadcast and sweep only (one WHIP publisher)")
@@ -155,7 +204,7 @@ async def _veche(args: argparse.Namespace) -> AsyncIterator[Running]:
             stack.push_async_callback(whip_target.close)
             yield Running(whip_target, pid)
             return
-        yield Running(target, pid)
+        yield Running(target, pid, relay)
 
 
 def plans(args: argparse.Namespace) -> list[Plan]:
@@ -197,6 +246,8 @@ async def _measure(args: argparse.Namespace, plan: Plan, media: clip.Clip) -> Re
         result = await measure(
             running.target, plan, media, running.pid, progress, probe=not args.no_probe
         )
+        if running.relay is not None:
+            result.notes.append(running.relay.summary())
     result.server = running.target.name
     return result
 
@@ -204,6 +255,8 @@ async def _measure(args: argparse.Namespace, plan: Plan, media: clip.Clip) -> Re
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.scenario == "soak":
+        return _soak_main(args)
     proc.pin_self(args.tool_cpu)
     try:
         results = asyncio.run(run(args))
@@ -233,6 +286,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(stats.json_line(results, **extra))
     return 0
+
+
+def _soak_main(args: argparse.Namespace) -> int:
+    try:
+        result = asyncio.run(run_soak(args))
+    except (OSError, RuntimeError, ValueError, aiohttp.ClientError) as exc:
+        print(f"python -m bench soak: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result.as_json()))
+    return 0 if result.held() else 1
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ class LobbyEntry:
             "school": v.school,
             "region": v.region,
             "roster": v.roster_id is not None,
+            "kind": "person" if v.projector_of is None else "projector",
             "since": iso(self.since),
         }
 

@@ -6,6 +6,9 @@ from typing import Any
 
 from rooms.roles import PERMISSIONS, Permission, Role
 
+# A hall projector's seat id starts so (+ a random part): hidden from all but moderators.
+PROJECTOR_SEAT = "prj-"
+
 
 @dataclass(frozen=True)
 class Visitor:
@@ -19,6 +22,9 @@ class Visitor:
     # Recognises the same person on a later visit (the roster entry, or a guest link);
     # None for anonymous viewers, who cannot be told apart.
     identity: str | None = None
+    # A hall's projector (docs/hall.md): the identity of the roster entry whose hall it
+    # shows; a removal of that person keeps their projectors out too. None for a person.
+    projector_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,7 @@ class Participant:
     def as_dict(self, hand: bool) -> dict[str, Any]:
         return {
             "id": self.id,
+            "kind": "person" if self.visitor.projector_of is None else "projector",
             "roster_id": self.visitor.roster_id,
             "name": self.visitor.name,
             "role": self.role.value,
@@ -62,5 +69,7 @@ class Participant:
         return {**self.as_dict(hand), "permissions": allowed}
 
 
-def new_seat_id() -> str:
+def new_seat_id(visitor: Visitor | None = None) -> str:
+    if visitor is not None and visitor.projector_of is not None:
+        return PROJECTOR_SEAT + secrets.token_urlsafe(6)
     return "p_" + secrets.token_urlsafe(6)

@@ -25,6 +25,9 @@ class Permission(StrEnum):
     CHAT = "chat"
     RAISE_HAND = "raise_hand"
     ON_STAGE = "on_stage"  # shown on the broadcast by default
+    # The entry's personal link also opens the hall's projector (docs/hall.md), which receives
+    # every track but the entry's own: not for viewers or participants, who see less.
+    RUN_HALL = "run_hall"
 
 
 _P = Permission
@@ -33,7 +36,7 @@ _PUBLISH = {_P.PUBLISH_AUDIO, _P.PUBLISH_VIDEO, _P.PUBLISH_SCREEN}
 PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.HOST: frozenset(Permission),
     Role.MODERATOR: frozenset(set(Permission) - {_P.MANAGE_MEETING}),
-    Role.SPEAKER: frozenset(_PUBLISH | {_P.CHAT, _P.RAISE_HAND, _P.ON_STAGE}),
+    Role.SPEAKER: frozenset(_PUBLISH | {_P.CHAT, _P.RAISE_HAND, _P.ON_STAGE, _P.RUN_HALL}),
     Role.PARTICIPANT: frozenset(_PUBLISH | {_P.CHAT, _P.RAISE_HAND}),
     Role.VIEWER: frozenset({_P.RAISE_HAND}),
 }

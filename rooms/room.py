@@ -34,7 +34,12 @@ class RoomLimits:
     chat_max_length: int = 1000
     chat_burst: int = 5
     chat_per_second: float = 0.5
+    # Caps for people outside the roster only: a roster member always fits (its size is the
+    # roster's). `max_participants` counts everyone seated or waiting; `max_viewers` the
+    # viewers outside the roster, connected or waiting (a dropped one is not held against
+    # anyone; 0: no cap).
     max_participants: int = 500
+    max_viewers: int = 1000
 
 
 class LiveRoom:
@@ -60,6 +65,9 @@ class LiveRoom:
         self._buckets: dict[str, TokenBucket] = {}
         # Identities of people removed: kept out while locked, sent through the lobby after.
         self._removed: set[str] = set()
+        # Hall projectors (docs/hall.md): seated like their roster entry but apart from the
+        # seats (they neither speak nor count); only moderators see them.
+        self._projectors: dict[str, Participant] = {}
 
     # reading
 
@@ -84,6 +92,9 @@ class LiveRoom:
 
     def in_lobby(self, entry_id: str) -> bool:
         return entry_id in self._lobby
+
+    def projectors(self) -> list[Participant]:
+        return list(self._projectors.values())
 
     def hands(self) -> list[str]:
         return self._hands.ids()
@@ -124,7 +135,9 @@ class LiveRoom:
                 self.describe(s)
                 for s in self._seats.values()
                 if seat.role is not Role.VIEWER or s.role is not Role.VIEWER or s is seat
-            ],
+            ]
+            # Projectors are listed for moderators, who may remove them (`kind`: projector).
+            + ([self.describe(p) for p in self._projectors.values()] if moderator else []),
             "hands": self._hands.ids(),
             "lobby": [e.as_dict() for e in self._lobby.entries()] if moderator else [],
             "chat": [m.as_dict() for m in self._chat.recent()],
@@ -136,17 +149,22 @@ class LiveRoom:
             "participants": [self.describe(s) for s in self._seats.values()],
             "lobby": [e.as_dict() for e in self._lobby.entries()],
             "locked": self.locked,
+            "projectors": [self.describe(p) for p in self._projectors.values()],
         }
 
     # arriving and leaving
 
     def arrive(self, visitor: Visitor) -> tuple[Participant | LobbyEntry, list[Event]]:
-        """Seat a visitor, or put them in the lobby, or refuse (locked, full)."""
-        removed = visitor.identity is not None and visitor.identity in self._removed
+        """Seat a visitor, or put them in the lobby, or refuse (locked, full). A projector
+        is let in as its roster entry would be, and kept out when either was removed."""
+        removed = any(
+            who is not None and who in self._removed
+            for who in (visitor.identity, visitor.projector_of)
+        )
         if self.locked and (visitor.roster_id is None or removed):
             raise RoomError("locked", "the room is locked")
-        if len(self) >= self.limits.max_participants:
-            raise RoomError("full", "the room is full")
+        if visitor.roster_id is None:
+            self._make_room_for(visitor)
         if removed or self._must_wait(visitor.role):
             entry = self._lobby.knock(visitor, self._wall())
             return entry, [ev.LobbyChanged()]
@@ -159,10 +177,28 @@ class LiveRoom:
         or the room is full."""
         if visitor.identity is not None and visitor.identity in self._removed:
             raise Forbidden("a moderator removed you from this meeting")
-        if len(self) >= self.limits.max_participants:
-            raise RoomError("full", "the room is full")
+        if visitor.roster_id is None:
+            self._make_room_for(visitor)
         seat = self._seat(visitor)
         return seat, [ev.ParticipantJoined(self.describe(seat))]
+
+    def _make_room_for(self, visitor: Visitor) -> None:
+        """Refuse `full` someone outside the roster when their cap is reached."""
+        if visitor.role is Role.VIEWER:
+            viewers = sum(
+                1
+                for s in self._seats.values()
+                if s.visitor.roster_id is None and s.role is Role.VIEWER and s.connected
+            )
+            viewers += sum(
+                1
+                for e in self._lobby.entries()
+                if e.visitor.roster_id is None and e.visitor.role is Role.VIEWER
+            )
+            if self.limits.max_viewers and viewers >= self.limits.max_viewers:
+                raise RoomError("full", "the meeting has as many viewers as it takes")
+        elif len(self) >= self.limits.max_participants:
+            raise RoomError("full", "the room is full")
 
     def _must_wait(self, role: Role) -> bool:
         if not self.meeting.settings.lobby or role is Role.VIEWER:
@@ -170,9 +206,18 @@ class LiveRoom:
         return not can(role, _P.SKIP_LOBBY)
 
     def _seat(self, visitor: Visitor) -> Participant:
-        seat = Participant(id=new_seat_id(), visitor=visitor, role=visitor.role)
-        self._seats[seat.id] = seat
+        seat = Participant(id=new_seat_id(visitor), visitor=visitor, role=visitor.role)
+        if visitor.projector_of is not None:
+            self._projectors[seat.id] = seat
+        else:
+            self._seats[seat.id] = seat
         return seat
+
+    def projector_gone(self, seat_id: str) -> list[Event]:
+        """A projector left or its connection dropped: no grace period."""
+        if self._projectors.pop(seat_id, None) is None:
+            return []
+        return [ev.ParticipantLeft(seat_id, "left")]
 
     def withdraw(self, entry_id: str) -> list[Event]:
         """Someone waiting in the lobby went away."""
@@ -302,6 +347,17 @@ class LiveRoom:
 
     def remove(self, actor_id: str, target_id: str) -> list[Event]:
         actor = self._actor(actor_id, _P.MODERATE)
+        projector = self._projectors.get(target_id)
+        if projector is not None:
+            if actor.role is not Role.HOST and RANK[projector.role] >= RANK[actor.role]:
+                raise Forbidden("the projector's roster entry is not below yours")
+            del self._projectors[target_id]
+            if projector.visitor.identity is not None:
+                self._removed.add(projector.visitor.identity)
+            return [
+                ev.Removed(target_id, REMOVED_MESSAGE),
+                ev.ParticipantLeft(target_id, "removed"),
+            ]
         target = self._target(actor, target_id)
         if target.visitor.identity is not None:
             self._removed.add(target.visitor.identity)
@@ -374,6 +430,7 @@ class LiveRoom:
     def close(self, message: str) -> list[Event]:
         """End the meeting for everyone, without asking whose right it is (the server's call)."""
         self._seats.clear()
+        self._projectors.clear()
         self._buckets.clear()
         self._lobby = Lobby()
         self._hands = HandQueue()

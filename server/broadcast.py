@@ -17,7 +17,7 @@ from rooms import events as ev
 from rooms.errors import NotFound, RoomError
 from rooms.events import Event
 from rooms.meeting import now
-from rooms.participant import Participant
+from rooms.participant import PROJECTOR_SEAT, Participant
 from rooms.roles import Permission, Role
 from rooms.store import Store
 from server.config import Settings
@@ -232,6 +232,11 @@ class RoomBroadcast(socketio.AsyncNamespace):  # type: ignore[misc]
         room = live.room_name
         for event in events:
             match event:
+                case ev.ParticipantJoined(participant=data) if data["id"].startswith(
+                    PROJECTOR_SEAT
+                ):
+                    # A projector is shown to the moderators only, who may remove it.
+                    await self.emit("participant_joined", data, room=live.moderators_name)
                 case ev.ParticipantJoined(participant=data):
                     if data.get("role") == Role.VIEWER.value:
                         live.audience.add(data["id"])
@@ -245,7 +250,9 @@ class RoomBroadcast(socketio.AsyncNamespace):  # type: ignore[misc]
                     if live.stage is not None:
                         self._spawn(live.stage.leave(seat_id))
                     left = {"id": seat_id, "reason": reason}
-                    if seat_id in live.audience:
+                    if seat_id.startswith(PROJECTOR_SEAT):
+                        await self.emit("participant_left", left, room=live.moderators_name)
+                    elif seat_id in live.audience:
                         live.audience.discard(seat_id)
                         await self.emit("participant_left", left, room=live.crew_name)
                     else:
@@ -277,7 +284,7 @@ class RoomBroadcast(socketio.AsyncNamespace):  # type: ignore[misc]
                         await self._tell(sid, "denied", {"message": message})
                         closing.append(sid)
                 case ev.HandsChanged(hands=hands):
-                    await self.emit("hands", {"hands": hands}, room=room)
+                    await self._hands(live, hands)
                 case ev.ChatPosted(message=message):
                     await self.emit("chat", message, room=room)
                 case ev.LockChanged(locked=locked):
@@ -300,6 +307,23 @@ class RoomBroadcast(socketio.AsyncNamespace):  # type: ignore[misc]
                     await self._ended(live, message, closing)
                 case ev.RoleSaved(roster_id=roster_id, role=role):
                     await self._save_role(live.room.meeting.id, roster_id, role)
+
+    async def _hands(self, live: LiveMeeting, hands: list[str]) -> None:
+        """Tell of the hand queue. A change of viewers' hands only goes to the crew and to
+        those viewers: the rest of the audience has no use for it, and a hundred viewers
+        toggling would otherwise send each other a message per toggle per viewer."""
+        changed = set(hands).symmetric_difference(live.hands)
+        live.hands = list(hands)
+        # A seat that left is forgotten by everyone already (`participant_left`).
+        crew = {seat.id for seat in live.room.participants()} - live.audience
+        if not changed or changed & crew:
+            await self.emit("hands", {"hands": hands}, room=live.room_name)
+            return
+        await self.emit("hands", {"hands": hands}, room=live.crew_name)
+        for seat_id in changed:
+            sid = live.sids.get(seat_id)
+            if sid is not None:
+                await self._tell(sid, "hands", {"hands": hands})
 
     def _lobby_list(self, live: LiveMeeting) -> dict[str, Any]:
         return {"lobby": [e.as_dict() for e in live.room.lobby_entries()]}

@@ -8,6 +8,9 @@ recording that has a playlist (VOD).
 `GET /hls/{meeting_id}/index.m3u8` and `GET /hls/{meeting_id}/segment-NNNNN.ts`. Who may watch:
 as the viewer page, anyone for a public meeting open to viewers; otherwise a token of that
 meeting (`?token=`, as a player cannot send headers, or `Authorization: Bearer`) or the admin.
+A recording's or an old programme's VOD is a recording's media: it takes the recording rule
+(server/api/recording_guard.py), as the MP4 and the playback page do; a guest's link to watch
+the live broadcast does not open it.
 The playlist is served with its segment URIs rewritten to carry the programme's or recording's
 id and the token (`segment-00003.ts?prg=<id>&token=<token>`, `?rec=` for a recording): every
 player, hls.js or a native one, then fetches segments with the same rights, and a segment URL
@@ -29,7 +32,7 @@ from recording.hls import PLAYLIST
 from rooms.errors import Forbidden
 from rooms.meeting import Meeting
 from rooms.recordings import Recording, RecordingStatus
-from server.api.recording_guard import credentials
+from server.api.recording_guard import credentials, require_meeting_reader, require_reader
 from server.config import Settings
 from server.context import SETTINGS, STORE
 from server.errors import error_response
@@ -62,15 +65,27 @@ class Programme:
     id: str
     directory: Path
     live: bool
+    recording: Recording | None = None  # of a "rec"
 
     @classmethod
     def of_recording(cls, settings: Settings, rec: Recording) -> "Programme":
         directory = directory_of(settings, rec.id) / HLS_DIRECTORY
-        return cls("rec", rec.id, directory, rec.status in LIVE)
+        return cls("rec", rec.id, directory, rec.status in LIVE, rec)
 
     @classmethod
     def of_session(cls, session: Session) -> "Programme":
         return cls("prg", session.id, session.hls, session.live)
+
+
+async def _may_replay(request: web.Request, meeting: Meeting, programme: Programme) -> None:
+    """A programme no longer being made is a recording of the meeting: whoever may watch the
+    meeting's recordings may replay it, nobody else (401/403, as for the MP4)."""
+    if programme.live:
+        return
+    if programme.recording is not None:
+        await require_reader(request, programme.recording)
+    else:
+        await require_meeting_reader(request, meeting.id)
 
 
 def _missing(message: str, code: str = "not_found") -> web.Response:
@@ -206,6 +221,7 @@ async def playlist(request: web.Request) -> web.StreamResponse:
             "this meeting has no programme to watch (it is not live and was not recorded)",
             "no_programme",
         )
+    await _may_replay(request, meeting, programme)
     try:
         text = await asyncio.to_thread((programme.directory / PLAYLIST).read_text, "utf-8")
     except (OSError, UnicodeDecodeError):
@@ -230,6 +246,7 @@ async def segment(request: web.Request) -> web.StreamResponse:
     programme = await _programme(request, meeting)
     if programme is None:
         return _missing("this meeting has no programme to watch", "no_programme")
+    await _may_replay(request, meeting, programme)
     # The segment being written has its name already but is not complete: only segments the
     # playlist has listed are served (those older than the live window stay complete on disk).
     try:

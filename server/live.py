@@ -46,6 +46,9 @@ class LiveMeeting:
     # meeting's participants but not of itself (hundreds of viewers would otherwise send each
     # other a message per join).
     audience: set[str] = field(default_factory=set)
+    # The hand queue as last announced: whose hand changed decides who is told
+    # (server/broadcast.py, `_hands`).
+    hands: list[str] = field(default_factory=list)
 
     @property
     def room_name(self) -> str:

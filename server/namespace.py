@@ -33,7 +33,7 @@ from server.payloads import (
     required_ident,
 )
 from server.stage import Stage
-from server.visitors import at_the_door
+from server.visitors import AddressBuckets, at_the_door
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,12 @@ class MeetingNamespace(HiddenSeats):
             chat_burst=settings.chat_burst,
             chat_per_second=settings.chat_per_second,
             max_participants=settings.max_participants,
+            max_viewers=settings.max_viewers,
+        )
+        # Anonymous joins per client address (server/visitors.py): a crowd from one place
+        # cannot take every viewer's seat in a second.
+        self._anonymous = AddressBuckets(
+            settings.anonymous_joins_burst, settings.anonymous_joins_per_second
         )
         self._handlers: dict[str, Handler] = {
             "join": self._join,
@@ -176,7 +182,7 @@ class MeetingNamespace(HiddenSeats):
                 if live.room.in_lobby(conn.entry_id):
                     events = live.room.withdraw(conn.entry_id)
             elif conn.seat_id is not None and conn.seat_id.startswith(HIDDEN_SEATS):
-                await self._hidden_gone(sid, live, conn.seat_id)
+                events = await self._hidden_gone(sid, live, conn.seat_id)
             elif conn.seat_id is not None and live.sids.get(conn.seat_id) == sid:
                 # The seat is kept for the grace period, shown as not connected.
                 del live.sids[conn.seat_id]
@@ -189,6 +195,13 @@ class MeetingNamespace(HiddenSeats):
 
     # joining
 
+    def _address(self, sid: str) -> str:
+        """The client's address as the server's socket saw it (a proxy's own address when
+        behind one: docs/security.md)."""
+        environ = self.server.get_environ(sid, namespace=self.namespace) or {}
+        request = environ.get("aiohttp.request")
+        return str(getattr(request, "remote", "") or environ.get("REMOTE_ADDR", ""))
+
     async def _join(self, sid: str, conn: Connection, p: dict[str, Any]) -> dict[str, Any]:
         if conn.meeting_id is not None:
             raise RoomError("already_joined", "this connection has already joined")
@@ -197,6 +210,8 @@ class MeetingNamespace(HiddenSeats):
             return await self._join_process(sid, conn, process)
         if p.get("projector") is True:
             return await self._join_projector(sid, conn, p.get("token"))
+        if p.get("token") is None and not self._anonymous.take(self._address(sid)):
+            raise RoomError("rate_limited", "too many joins from your address; try again soon")
         meeting, visitor, personal = await at_the_door(p, self._store(), self._tokens)
         seat_key = p.get("seat")
         if seat_key is not None and (not isinstance(seat_key, str) or len(seat_key) > 64):
@@ -328,8 +343,7 @@ class MeetingNamespace(HiddenSeats):
                     live.waiting.pop(conn.entry_id, None)
                     events = live.room.withdraw(conn.entry_id)
                 elif conn.seat_id is not None and conn.seat_id.startswith(HIDDEN_SEATS):
-                    await self._hidden_gone(sid, live, conn.seat_id)
-                    events = []
+                    events = await self._hidden_gone(sid, live, conn.seat_id)
                 elif conn.seat_id is not None:
                     events = live.room.leave(conn.seat_id, "left")
                 else:

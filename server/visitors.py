@@ -1,11 +1,14 @@
 """Who is at a meeting's door: the visitor a join's token (or a public meeting) describes."""
 
 import hashlib
+import time
+from collections.abc import Callable
 from typing import Any
 
 from rooms.errors import NotFound, RoomError
 from rooms.meeting import Meeting, clean_text
 from rooms.participant import Visitor
+from rooms.ratelimit import TokenBucket
 from rooms.roles import Role
 from rooms.roster import NAME_MAX
 from rooms.store import Store
@@ -53,3 +56,27 @@ async def at_the_door(
     # A guest link is shared by many: it names the link, not one person.
     link = hashlib.sha256(str(token).encode()).hexdigest()[:16]
     return meeting, Visitor(name=name, role=grant.role, identity="g:" + link), False
+
+
+class AddressBuckets:
+    """A token bucket per client address for anonymous joins. Kept bounded: past
+    `MAX_ADDRESSES`, the buckets of addresses that have been quiet long enough to be full again
+    are dropped (they would let their next join in anyway)."""
+
+    MAX_ADDRESSES = 10_000
+
+    def __init__(
+        self, burst: int, per_second: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._burst, self._rate, self._clock = burst, per_second, clock
+        self._buckets: dict[str, tuple[TokenBucket, float]] = {}  # address -> bucket, last use
+
+    def take(self, address: str) -> bool:
+        now = self._clock()
+        found = self._buckets.get(address)
+        bucket = found[0] if found else TokenBucket(self._burst, self._rate, self._clock)
+        self._buckets[address] = (bucket, now)
+        if len(self._buckets) > self.MAX_ADDRESSES:
+            refill = self._burst / self._rate
+            self._buckets = {a: b for a, b in self._buckets.items() if now - b[1] < refill}
+        return bucket.take()

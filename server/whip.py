@@ -4,6 +4,9 @@
 without a socket.io connection and publishes what they send as their microphone and camera;
 `POST /whep/{meeting}` gives a receive-only connection to the room's tracks (server/whep.py).
 Both answer 201 with the SDP answer and a Location whose DELETE ends the session.
+Sessions are capped per meeting, per address and in total (server/session_caps.py: 503 with
+Retry-After), and a session whose connection has not completed ICE within
+VECHE_ICE_CONNECT_TIMEOUT is ended: an offer that never connects holds nothing for long.
 See docs/whip-whep.md.
 """
 
@@ -27,7 +30,9 @@ from server.auth import BadToken, Grant
 from server.context import METRICS, SETTINGS, STORE, TOKENS
 from server.errors import STATUS, error_response
 from server.live import LiveMeeting
+from server.open_files import raise_open_file_limit
 from server.rtc import client_ice_servers
+from server.session_caps import Busy, Place, SessionCaps
 from server.signaling import NAMESPACE, SFU
 from server.whep import Viewer
 
@@ -54,15 +59,29 @@ class Session:
     live: LiveMeeting | None = None  # whip: the room the seat is in
     seat_id: str = ""  # whip
     viewer: Viewer | None = None  # whep
+    place: Place | None = None  # its place under the caps, given back when it ends
+    watchdog: asyncio.Task[None] | None = None  # ends it if ICE does not complete in time
 
 
 SESSIONS = web.AppKey("webrtc_sessions", dict[str, Session])
 ENDINGS = web.AppKey("webrtc_endings", set[asyncio.Task[None]])  # sessions ending by themselves
+CAPS = web.AppKey("webrtc_caps", SessionCaps)
+# Connections that have not completed ICE yet: each closed after VECHE_ICE_CONNECT_TIMEOUT.
+WATCHDOGS = web.AppKey("webrtc_watchdogs", set[asyncio.Task[None]])
 
 
 def setup_whip(app: web.Application) -> None:
+    settings = app[SETTINGS]
+    # Each session holds sockets: the open-file limit is raised before anyone comes.
+    raise_open_file_limit()
     app[SESSIONS] = {}
     app[ENDINGS] = set()
+    app[WATCHDOGS] = set()
+    app[CAPS] = SessionCaps(
+        settings.webrtc_sessions_max,
+        settings.webrtc_sessions_per_meeting,
+        settings.webrtc_sessions_per_address,
+    )
     for kind in ("whip", "whep"):
         app.router.add_route("OPTIONS", f"/{kind}/{{meeting}}", _options)
         app.router.add_route("OPTIONS", f"/{kind}/{{meeting}}/{{session}}", _options)
@@ -74,6 +93,9 @@ def setup_whip(app: web.Application) -> None:
 
 
 async def _close_all(app: web.Application) -> None:
+    watchdogs: set[asyncio.Task[None]] = app[WATCHDOGS]
+    for watchdog in list(watchdogs):
+        watchdog.cancel()
     sessions = list(app[SESSIONS].values())
     app[SESSIONS].clear()
     for session in sessions:
@@ -91,14 +113,29 @@ def _end_with(app: web.Application, session: Session, pc: Any) -> None:
     def changed() -> None:
         if pc.connectionState not in ("failed", "closed"):
             return
-        if app[SESSIONS].get(session.id) is not session:
-            return  # ended already (DELETE)
-        del app[SESSIONS][session.id]
-        task = asyncio.ensure_future(_end(app, session))
-        app[ENDINGS].add(task)
-        task.add_done_callback(app[ENDINGS].discard)
+        _end_soon(app, session)
 
     pc.on("connectionstatechange", changed)
+    watchdog = session.watchdog = asyncio.ensure_future(_connect_or_end(app, session, pc))
+    app[WATCHDOGS].add(watchdog)
+    watchdog.add_done_callback(app[WATCHDOGS].discard)
+
+
+def _end_soon(app: web.Application, session: Session) -> None:
+    if app[SESSIONS].get(session.id) is not session:
+        return  # ended already (DELETE)
+    del app[SESSIONS][session.id]
+    task = asyncio.ensure_future(_end(app, session))
+    app[ENDINGS].add(task)
+    task.add_done_callback(app[ENDINGS].discard)
+
+
+async def _connect_or_end(app: web.Application, session: Session, pc: Any) -> None:
+    """End the session if its connection has not completed ICE in time: an offer that never
+    connects would otherwise hold its sockets while aioice keeps checking (40-65 s)."""
+    await asyncio.sleep(app[SETTINGS].ice_connect_timeout)
+    if pc.iceConnectionState not in ("connected", "completed"):
+        _end_soon(app, session)
 
 
 # responses
@@ -106,7 +143,11 @@ def _end_with(app: web.Application, session: Session, pc: Any) -> None:
 
 def _fail(request: web.Request, exc: RoomError | MediaError) -> web.Response:
     request.app[METRICS].error(exc.code)
-    response = error_response(STATUS.get(exc.code, 400), exc.code, exc.message)
+    if isinstance(exc, Busy):
+        response = error_response(503, exc.code, exc.message)
+        response.headers["Retry-After"] = str(exc.retry_after)
+    else:
+        response = error_response(STATUS.get(exc.code, 400), exc.code, exc.message)
     response.headers.update(CORS)
     return response
 
@@ -166,6 +207,11 @@ async def _delete(request: web.Request) -> web.Response:
 
 
 async def _end(app: web.Application, session: Session) -> None:
+    if session.watchdog is not None and session.watchdog is not asyncio.current_task():
+        session.watchdog.cancel()
+    if session.place is not None:
+        app[CAPS].release(session.place)
+        session.place = None
     if session.viewer is not None:
         await session.viewer.close()
     if session.live is not None:
@@ -276,8 +322,15 @@ async def _publish(request: web.Request) -> web.Response:
         identity="r:" + entry.id,
     )
     namespace = app[NAMESPACE]
-    live, seat_id = await namespace.seat_outside(meeting, visitor)
-    session = Session(secrets.token_urlsafe(12), "whip", meeting.id, visitor.identity or "")
+    place = app[CAPS].take(meeting.id, request.remote or "")
+    try:
+        live, seat_id = await namespace.seat_outside(meeting, visitor)
+    except BaseException:
+        app[CAPS].release(place)
+        raise
+    session = Session(
+        secrets.token_urlsafe(12), "whip", meeting.id, visitor.identity or "", place=place
+    )
     session.live, session.seat_id = live, seat_id
     try:
         seat = live.room.participant(seat_id)
@@ -357,11 +410,18 @@ async def _watch(request: web.Request) -> web.Response:
         tracks = live.stage.stage_tracks()  # viewers watch the stage (rooms/onstage.py)
         active = live.stage.lead()
     sfu = app[SFU]
+    place = app[CAPS].take(meeting.id, request.remote or "")
     viewer = Viewer(sfu.settings)
-    answer = await viewer.answer(offer, tracks, active, sfu.track)
+    try:
+        answer = await viewer.answer(offer, tracks, active, sfu.track)
+    except BaseException:
+        app[CAPS].release(place)
+        raise
     if live is not None and live.stage is not None:
         live.stage.follow(viewer)  # its sections follow the stage where the codecs allow
-    session = Session(secrets.token_urlsafe(12), "whep", meeting.id, owner, viewer=viewer)
+    session = Session(
+        secrets.token_urlsafe(12), "whep", meeting.id, owner, viewer=viewer, place=place
+    )
     app[SESSIONS][session.id] = session
     _end_with(app, session, viewer.pc)
     return _created(request, session, answer, session.id)

@@ -102,9 +102,11 @@ async def test_the_hall_station_sends_and_the_projector_shows_the_remote_speaker
             await expect(projector.locator(".tile.lead .tile-name")).to_have_text("Анна Петрова")
             await expect(projector.locator("#sounds audio")).to_have_count(2)
             assert await projector.locator(".topbar").is_hidden()  # nothing but the speakers
-            # The projector is no seat: nobody sees it in the room.
+            # The projector is no participant: only moderators see it, and may remove it.
             joined = [p["name"] for p in host.client.received["participant_joined"]]
-            assert joined == ["Анна Петрова", "Борис Соколов", "Зал 1"]
+            assert joined == ["Анна Петрова", "Борис Соколов", "Зал 1", "Projector — Зал 1"]
+            seen = [p["name"] for p in anna.client.received["participant_joined"]]
+            assert seen == ["Борис Соколов", "Зал 1"]
             await snapshot(projector, "projector.png")
             await snapshot(station, "hall.png")
 

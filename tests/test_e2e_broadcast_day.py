@@ -174,6 +174,9 @@ async def test_the_hall_two_remote_speakers_the_projector_and_a_viewer_given_the
             # The projector plays the two remote speakers with their names and sound, both
             # speaking; never the hall itself.
             await projector.goto(f"{url}/j/{hall_token}/projector")
+            # It waits in the lobby as the hall's entry (a speaker) would: the host lets it in.
+            waiting = host.locator("#lobby-list .person", has_text="Projector")
+            await waiting.get_by_role("button", name="Admit").click()
             await expect(projector.locator("#tiles .tile .tile-name")).to_have_text(
                 sorted([ANNA, BORIS])
             )

@@ -254,7 +254,10 @@ async def test_a_whep_player_gets_the_stage_and_a_projector_everyone_but_its_hal
             boris.id,
         }
         assert projector.track(hall, "video").packets == 0
-        assert not [p for p in mira.client.received["participant_joined"] if p["id"] == me["id"]]
+        # Listed for moderators only (issue 11: they may remove it), never for the others.
+        listed = [p for p in mira.client.received["participant_joined"] if p["id"] == me["id"]]
+        assert [(p["kind"], p["name"]) for p in listed] == [("projector", "Projector — Hall 1")]
+        assert not [p for p in anna.client.received["participant_joined"] if p["id"] == me["id"]]
         assert all(p["id"] != me["id"] for p in live_server_participants(live_server, meeting))
     finally:
         await projector.close()

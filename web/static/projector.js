@@ -1,6 +1,8 @@
 // The hall's projector (docs/hall.md): the remote speakers full screen with their names and
 // sound, the active speaker large; no controls. It joins with the hall's link as a hidden,
 // receive-only seat that gets every track but the hall's own (no echo of the hall's sound).
+// It obeys the hall's roster entry's rules: it may wait in the lobby, and a moderator may deny
+// or remove it, after which it stays out (no retry) until the page is opened again.
 "use strict";
 
 (() => {
@@ -9,7 +11,7 @@
   const RETRY_MS = 5000;
   const state = {
     self: null, people: new Map(), tracks: [], media: new Map(), speaking: new Set(),
-    active: null, subscriber: null, iceServers: [], retry: 0, ended: false,
+    active: null, subscriber: null, iceServers: [], retry: 0, ended: false, sent: false,
   };
   const socket = io(config.namespace, { path: config.socket_path, autoConnect: false });
   const tiles = VecheTiles.create({
@@ -56,6 +58,7 @@
   function join() {
     clearTimeout(state.retry);
     socket.emit("join", { token: config.token, projector: true }, (ack) => {
+      if (ack && ack.status === "lobby") status(t("Waiting for a moderator to let the hall in"));
       if (!ack || !ack.error) return;
       status(ack.error.code === "not_live" ? t("Waiting for the meeting to start…") : ack.error.message);
       if (ack.error.code === "not_live" || ack.error.code === "rate_limited") {
@@ -74,9 +77,9 @@
   socket.on("connect", join);
   socket.on("disconnect", (reason) => {
     reset();
-    if (!state.ended) status(t("Reconnecting…"));
+    if (!state.ended && !state.sent) status(t("Reconnecting…"));
     // The server closed this connection (the meeting ended, a restart): come back later.
-    if (reason === "io server disconnect") {
+    if (reason === "io server disconnect" && !state.sent) {
       clearTimeout(state.retry);
       state.retry = setTimeout(() => socket.connect(), RETRY_MS);
     }
@@ -131,6 +134,17 @@
     render();
     status(t("The meeting has ended"));
   });
+  // A moderator sent the projector away: it stays away until the page is opened again.
+  for (const event of ["denied", "removed"]) {
+    socket.on(event, (data) => {
+      state.sent = true;
+      clearTimeout(state.retry);
+      reset();
+      state.people = new Map();
+      render();
+      status((data && data.message) || "");
+    });
+  }
   socket.on("error", () => {});
 
   status(t("Connecting…"));
