@@ -2,6 +2,7 @@
 
 import base64
 import secrets
+import unicodedata
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -12,6 +13,9 @@ from rooms.errors import Invalid
 TITLE_MAX = 200
 NOTICE_MAX = 500
 DEFAULT_NOTICE = "This meeting is being recorded."
+# A meeting's time, with room on both sides for any UTC offset.
+EARLIEST_YEAR = 1970
+LATEST_YEAR = 9998
 
 
 class Visibility(StrEnum):
@@ -80,13 +84,24 @@ def parse_time(value: object) -> datetime:
         raise Invalid("starts_at must be an ISO 8601 date-time string") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
+    # 0001-01-01T00:00+01:00 or 9999-12-31T23:00-05:00 parse, but have no UTC moment.
+    if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:
+        raise Invalid(f"starts_at must be between the years {EARLIEST_YEAR} and {LATEST_YEAR}")
     return moment.astimezone(UTC)
 
 
+def printable(value: str) -> str:
+    """`value` without control characters (C0 and C1: NUL, escape sequences) and lone
+    surrogates, which no page should show and SQLite or a JSON encoder may refuse."""
+    return "".join(c for c in value if unicodedata.category(c) not in ("Cc", "Cs"))
+
+
 def clean_text(value: object, name: str, *, limit: int, required: bool = True) -> str:
+    """A one-line text field as it is kept: whitespace runs become one space, control
+    characters go."""
     if not isinstance(value, str):
         raise Invalid(f"{name} must be a string")
-    text = " ".join(value.split())
+    text = " ".join(printable(" ".join(value.split())).split())
     if required and not text:
         raise Invalid(f"{name} must not be empty")
     if len(text) > limit:

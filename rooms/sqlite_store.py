@@ -1,6 +1,7 @@
 """The embedded default store: one SQLite file, driven off the event loop by aiosqlite."""
 
 import json
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,11 @@ CREATE TABLE IF NOT EXISTS recordings (
     keep INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS recordings_meeting ON recordings(meeting_id, started_at);
+-- Admin sessions signed out before they expire (their tokens stay valid JWTs until then).
+CREATE TABLE IF NOT EXISTS ended_sessions (
+    id TEXT PRIMARY KEY,
+    expires_at TEXT NOT NULL
+);
 """
 
 
@@ -75,6 +81,10 @@ class SqliteStore:
     @classmethod
     async def open(cls, path: Path) -> "SqliteStore":
         path.parent.mkdir(parents=True, exist_ok=True)
+        # The database holds names, schools and attendance: readable by the server's user
+        # only. SQLite gives its -wal and -shm files the database file's mode.
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        os.chmod(path, 0o600)
         # Autocommit: every statement is its own transaction (no method needs more), so a write
         # is one trip to aiosqlite's thread instead of two (execute, then commit). Each trip
         # waits for the event loop, which during a wave of joins is busy.
@@ -245,6 +255,19 @@ class SqliteStore:
 
     async def delete_recording(self, recording_id: str) -> bool:
         return await self._write("DELETE FROM recordings WHERE id = ?", (recording_id,)) > 0
+
+    # admin sessions
+
+    async def end_session(self, session_id: str, expires_at: datetime) -> None:
+        await self._write(
+            "INSERT OR IGNORE INTO ended_sessions VALUES (?, ?)",
+            (session_id, expires_at.isoformat()),
+        )
+
+    async def ended_sessions(self, at: datetime) -> list[str]:
+        await self._write("DELETE FROM ended_sessions WHERE expires_at <= ?", (at.isoformat(),))
+        rows = await self._rows("SELECT id FROM ended_sessions", ())
+        return [str(row["id"]) for row in rows]
 
 
 def _recording_fields(recording: Recording) -> tuple[Any, ...]:

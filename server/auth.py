@@ -1,6 +1,8 @@
 """Signed tokens: personal invite links, guest links and admin sessions (HS256, pinned)."""
 
 import hmac
+import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,6 +40,8 @@ class Tokens:
     def __init__(self, secret: str, invite_ttl: timedelta) -> None:
         self._secret = secret
         self._ttl = invite_ttl
+        # Admin sessions signed out before they expire (ids; the store keeps them too).
+        self._ended: set[str] = set()
 
     def invite(self, meeting_id: str, entry_id: str, ttl: timedelta | None = None) -> str:
         return self._sign({"kind": "invite", "mid": meeting_id, "sub": entry_id}, ttl)
@@ -54,7 +58,25 @@ class Tokens:
         return self._sign({"kind": "programme", "mid": meeting_id, "sub": session_id}, ttl)
 
     def admin_session(self, ttl: timedelta = timedelta(hours=12)) -> str:
-        return self._sign({"kind": "admin"}, ttl)
+        # The id lets one session be signed out without ending the others.
+        return self._sign({"kind": "admin", "sid": secrets.token_urlsafe(16)}, ttl)
+
+    def end_session(self, token: str) -> tuple[str, datetime] | None:
+        """Sign an admin session out: (its id, when it would have expired) for the store, or
+        None for a token that is not a live admin session."""
+        try:
+            self.check(token)
+            claims = jwt.decode(token, self._secret, algorithms=[ALGORITHM], issuer=ISSUER)
+        except (BadToken, jwt.InvalidTokenError):
+            return None
+        if claims.get("kind") != "admin":
+            return None
+        self._ended.add(claims["sid"])
+        return claims["sid"], datetime.fromtimestamp(int(claims["exp"]), UTC)
+
+    def sessions_ended(self, ids: Iterable[str]) -> None:
+        """Sessions signed out earlier (read from the store at start)."""
+        self._ended.update(ids)
 
     def _sign(self, claims: dict[str, Any], ttl: timedelta | None) -> str:
         issued = datetime.now(UTC)
@@ -65,6 +87,8 @@ class Tokens:
         """The grant a token carries, or BadToken saying why it is refused."""
         if not isinstance(token, str) or not token or len(token) > 2048:
             raise BadToken("a token is required")
+        if not token.isascii():  # a JWT is ASCII; headers of other bytes arrive as surrogates
+            raise BadToken("this link is not valid")
         try:
             claims = jwt.decode(
                 token,
@@ -79,6 +103,8 @@ class Tokens:
             raise BadToken("this link is not valid") from None
         kind = claims.get("kind")
         if kind == "admin":
+            if not isinstance(claims.get("sid"), str) or claims["sid"] in self._ended:
+                raise BadToken("this session has ended; sign in again")
             return Grant(kind="admin")
         meeting_id = claims.get("mid")
         if not isinstance(meeting_id, str):
@@ -94,4 +120,7 @@ class Tokens:
 
 def same_secret(given: str, expected: str) -> bool:
     """Constant-time comparison of an API key."""
-    return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
+    # A header's bytes that are not UTF-8 arrive as surrogates, which do not encode: the
+    # surrogateescape handler gives those bytes back, and they are not the key either.
+    given_bytes = given.encode("utf-8", "surrogateescape")
+    return bool(expected) and hmac.compare_digest(given_bytes, expected.encode())

@@ -59,6 +59,23 @@ class Settings:
     # Keep one recording/programme process started ahead, imports done (~1-2 s saved at each
     # start; about 80 MB of memory while it waits).
     egress_standby: bool = True
+    # The public door (docs/security.md, "The public door"): seats for people outside the
+    # roster, anonymous joins per address, WHIP/WHEP sessions, and how long a WebRTC connection
+    # may take to complete ICE before it is closed. Roster members and crew are never refused
+    # `full`.
+    max_viewers: int = 1000  # anonymous and guest viewers seated or waiting in one meeting
+    anonymous_joins_burst: int = 20  # anonymous joins from one address at once ...
+    anonymous_joins_per_second: float = 2.0  # ... refilled at this rate
+    webrtc_sessions_max: int = 1000  # WHIP + WHEP sessions in this process
+    webrtc_sessions_per_meeting: int = 500
+    webrtc_sessions_per_address: int = 50
+    ice_connect_timeout: float = 10.0
+    # HTTP and API edges (docs/security.md, "Limits and settings — HTTP and API"): wrong keys
+    # and tokens an address may send in a minute before it gets 429 (/login, Bearer), and the
+    # Bearer token /metrics asks for (empty: /metrics is open, for a scraper on a private
+    # network).
+    guess_limit: int = 10
+    metrics_token: str = ""
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -101,6 +118,19 @@ def from_env(environ: Mapping[str, str] | None = None, **overrides: Any) -> Sett
         raise ValueError("VECHE_HLS_FPS must be between 1 and 60")
     if settings.hls_idle < 0:
         raise ValueError("VECHE_HLS_IDLE must be 0 or more seconds")
+    if settings.guess_limit < 1:
+        raise ValueError("VECHE_GUESS_LIMIT must be 1 or more tries a minute")
+    for name in (
+        "max_viewers",
+        "webrtc_sessions_max",
+        "webrtc_sessions_per_meeting",
+        "webrtc_sessions_per_address",
+    ):
+        if getattr(settings, name) < 0:
+            raise ValueError(f"VECHE_{name.upper()} must be 0 or more (0: no cap)")
+    for name in ("anonymous_joins_burst", "anonymous_joins_per_second", "ice_connect_timeout"):
+        if getattr(settings, name) <= 0:
+            raise ValueError(f"VECHE_{name.upper()} must be more than 0")
     return settings
 
 

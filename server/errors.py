@@ -37,7 +37,13 @@ async def read_json(request: web.Request, *, limit: int = 64 * 1024) -> Any:
         raise RoomError("unsupported_media_type", "send the body as application/json")
     if request.content_length is not None and request.content_length > limit:
         raise RoomError("too_large", f"the body is larger than {limit} bytes")
-    body = await request.content.read(limit + 1)
+    # read(n) returns what has arrived so far: a body sent in small chunks needs the loop.
+    body = b""
+    while len(body) <= limit:
+        chunk = await request.content.read(limit + 1 - len(body))
+        if not chunk:
+            break
+        body += chunk
     if len(body) > limit:
         raise RoomError("too_large", f"the body is larger than {limit} bytes")
     try:

@@ -44,6 +44,11 @@ class ServerBackend:
         except BadToken:
             return False
 
+    async def end_admin_session(self, value: str) -> None:
+        ended = self._app[TOKENS].end_session(value)
+        if ended is not None:
+            await self._app[STORE].end_session(*ended)
+
     def check_token(self, token: str) -> Claim:
         grant = self._app[TOKENS].check(token)
         return Claim(

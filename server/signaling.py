@@ -10,13 +10,19 @@ from aiohttp import web
 
 from media.sfu import Sfu
 from server.context import LIVE, METRICS, SETTINGS, STORE, TOKENS
+from server.engine_edge import (
+    ENGINE_BUFFER,
+    SOCKETIO_PATH,
+    EngineLog,
+    SignalingServer,
+    engine_edges,
+)
 from server.namespace import MeetingNamespace
 from server.payloads import MAX_SDP_PAYLOAD
 from server.rtc import ice_settings
 
-# Engine.IO drops a connection whose message exceeds this; payloads between MAX_PAYLOAD and this
-# get a `too_large` reply instead, which a client can act on.
-ENGINE_BUFFER = 64 * 1024
+# Engine.IO drops a connection whose message exceeds ENGINE_BUFFER (server/engine_edge.py);
+# payloads between MAX_PAYLOAD and it get a `too_large` reply instead, which a client can act on.
 assert ENGINE_BUFFER > MAX_SDP_PAYLOAD
 
 # The media clock: speaking detection every tick, links and traffic figures every LINK_TICKS.
@@ -33,19 +39,21 @@ NAMESPACE = web.AppKey("namespace", MeetingNamespace)
 def setup_signaling(app: web.Application) -> None:
     settings = app[SETTINGS]
     manager = socketio.AsyncRedisManager(settings.redis_url) if settings.redis_url else None
-    sio = socketio.AsyncServer(
+    sio = SignalingServer(
+        app[METRICS],
         async_mode="aiohttp",
         client_manager=manager,
         cors_allowed_origins=[settings.base_url],
         max_http_buffer_size=ENGINE_BUFFER,
         logger=False,
-        engineio_logger=False,
+        engineio_logger=EngineLog(app[METRICS]),
     )
     namespace = MeetingNamespace(
         settings, lambda: app[STORE], app[TOKENS], app[METRICS], lambda: app[SFU]
     )
     sio.register_namespace(namespace)
-    sio.attach(app)
+    sio.attach(app, socketio_path=SOCKETIO_PATH)
+    app.middlewares.append(engine_edges)
     app[SIO] = sio
     app[LIVE] = namespace
     app[NAMESPACE] = namespace

@@ -1,7 +1,12 @@
 """Bad input from a real socket.io client: every event gets a clear reply, a refusal changes
-nothing, and the server keeps serving everyone else."""
+nothing, and the server keeps serving everyone else.
+
+Every event the server handles is fuzzed with Hypothesis-generated payloads (40 examples per
+event by default). A longer run: VECHE_FUZZ_EXAMPLES=500 (examples per event; docs/security.md,
+"Fuzzing")."""
 
 import asyncio
+import os
 import string
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -28,6 +33,22 @@ CODES = {
     "viewers_not_allowed",
     "rate_limited",
     "full",
+    # media, recording and the stage
+    "bad_sdp",
+    "bad_candidate",
+    "unsupported_codec",
+    "unsupported_media",
+    "too_many_media",
+    "too_many_tracks",
+    "unknown_track",
+    "no_offer",
+    "negotiation_pending",
+    "already_publishing",
+    "nothing_published",
+    "screen_busy",
+    "not_live",
+    "not_recording",
+    "busy",
 }
 
 FIELDS: dict[str, list[str]] = {
@@ -44,6 +65,20 @@ FIELDS: dict[str, list[str]] = {
     "admit_all": [],
     "leave": [],
     "end": [],
+    # media (server/stage.py)
+    "publish": ["sdp", "sources"],
+    "unpublish": [],
+    "subscribe_answer": ["sdp"],
+    "ice": ["pc", "candidate", "sdpMid", "sdpMLineIndex"],
+    "video": ["track", "on"],
+    "audio_only": ["on"],
+    "mute": ["id"],
+    # recording: any object starts or stops one, so only what is not an object is thrown
+    "recording_start": [],
+    "recording_stop": [],
+    # the broadcast's stage
+    "spotlight": ["participant"],
+    "floor": ["participant", "on"],
 }
 
 scalars = (
@@ -68,7 +103,7 @@ huge_text = st.builds(lambda n, c: c * n, st.integers(16_500, 40_000), st.sample
 # Values of the right type (mostly), to get past the type checks to the rules behind them.
 PLAUSIBLE: dict[str, st.SearchStrategy[Any]] = {
     "id": st.text(min_size=1, max_size=70),
-    "text": st.text(max_size=1100) | st.just(" \x00\x07 "),
+    "text": st.text(max_size=1100) | st.just(" \x00\x07 ") | st.just("a\ud800b\x85"),
     "raised": st.booleans(),
     "locked": st.booleans(),
     "mic": st.booleans(),
@@ -77,8 +112,23 @@ PLAUSIBLE: dict[str, st.SearchStrategy[Any]] = {
     "role": st.sampled_from(["host", "moderator", "speaker", "participant", "viewer", "boss"]),
     "token": st.text(max_size=100),
     "meeting": st.text(max_size=70),
-    "name": st.text(max_size=120),
+    "name": st.text(max_size=120) | st.just("\ud800\x00"),
     "seat": st.text(max_size=70),
+    "sdp": st.text(max_size=300)
+    | st.just(
+        "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
+    )
+    | st.builds(lambda n: "v=0\r\n" + "a=x\r\n" * n, st.integers(0, 9000)),
+    "sources": st.dictionaries(st.text(max_size=10), st.text(max_size=20), max_size=4)
+    | st.lists(st.text(max_size=10), max_size=4),
+    "pc": st.sampled_from(["publish", "subscribe", "other", ""]),
+    "candidate": st.text(max_size=200)
+    | st.just("candidate:1 1 UDP 2122260223 127.0.0.1 5000 typ host"),
+    "sdpMid": st.text(max_size=10) | st.integers(),
+    "sdpMLineIndex": st.integers(-5, 70000) | st.none(),
+    "track": st.text(min_size=1, max_size=70),
+    "on": st.booleans(),
+    "participant": st.text(min_size=1, max_size=70),
 }
 
 
@@ -91,15 +141,23 @@ def payloads(event: str) -> st.SearchStrategy[Any]:
         huge = huge | st.builds(lambda f, t: {f: t}, st.sampled_from(fields), huge_text)
         anything = st.dictionaries(st.text(max_size=8), json_values)
         return not_objects | typed | plausible | plausible | anything | huge
-    # Any object is a valid `end` or `leave`: only what is not one may be thrown at them.
+    # Any object is a valid `end`, `leave` or `recording_start`: only what is not one may be
+    # thrown at them.
     return not_objects | huge
+
+
+def test_every_event_the_server_handles_is_fuzzed(live_server: LiveServer) -> None:
+    assert set(live_server.app[NAMESPACE]._handlers) == set(FIELDS)
+
+
+EXAMPLES = int(os.environ.get("VECHE_FUZZ_EXAMPLES") or 40)
 
 
 def run_examples(
     loop: asyncio.AbstractEventLoop,
     strategy: st.SearchStrategy[Any],
     check: Callable[[Any], Awaitable[None]],
-    examples: int = 40,
+    examples: int = EXAMPLES,
 ) -> None:
     """Hypothesis drives from this thread; each example runs on the server's event loop."""
 

@@ -229,6 +229,11 @@ async def login(request: web.Request) -> web.StreamResponse:
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
+    # A POST (a link could be followed by a prefetcher or another site's <img>), and the
+    # session is ended on the server: a copy of the cookie stops working too.
+    value = request.cookies.get(ADMIN_COOKIE, "")
+    if value:
+        await request.app[BACKEND].end_admin_session(value)
     response = found(url(request, "login"))
     response.del_cookie(ADMIN_COOKIE, path="/")
     return finish(request, response)
@@ -477,7 +482,7 @@ def setup_web(app: web.Application, backend: Backend, assets: Assets) -> None:
     router.add_get("/", index, name="index")
     router.add_get("/login", login_form, name="login")
     router.add_post("/login", login, name="login_submit")
-    router.add_get("/logout", logout, name="logout")
+    router.add_post("/logout", logout, name="logout")
     router.add_get("/meetings", meetings, name="meetings")
     router.add_get("/meetings/{meeting_id}", meeting_admin, name="meeting")
     router.add_get("/j/{token}", join, name="join")

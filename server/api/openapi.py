@@ -157,6 +157,21 @@ SCHEMAS: dict[str, Schema] = {
             "expires_at": {"oneOf": [{"type": "null"}, _TIME]},
             "file": _TEXT,
             "page": _TEXT,
+            "quality": {
+                "description": "the live programme checked against the tracks after the stop "
+                "(null: not checked)",
+                "oneOf": [
+                    {"type": "null"},
+                    _object(
+                        ["seconds", "share", "re_rendered"],
+                        {
+                            "seconds": {"type": "number", "minimum": 0},
+                            "share": {"type": "number", "minimum": 0, "maximum": 1},
+                            "re_rendered": {"type": "boolean"},
+                        },
+                    ),
+                ],
+            },
         },
         closed=False,
     ),
@@ -179,11 +194,21 @@ _ERRORS = {
     "415": "the body is not application/json",
     "409": "the recording's state refuses it: already_recording, not_recording, not_live, busy",
     "503": "recording_failed: the recording process could not start",
+    "429": "rate_limited: too many wrong keys or tokens from this address (VECHE_GUESS_LIMIT a "
+    "minute); try again after Retry-After seconds",
 }
 
 
 def _json(schema: str, description: str) -> Schema:
     return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
+
+
+def _throttled() -> Schema:
+    """The answer to an address that guessed too many keys (server/guesses.py)."""
+    return {
+        **_json("Error", _ERRORS["429"]),
+        "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
+    }
 
 
 def _operation(
@@ -200,6 +225,8 @@ def _operation(
     codes = list(errors) + (["400", "413", "415"] if body else [])
     for code in sorted(set(codes)):
         responses[code] = _json("Error", _ERRORS[code])
+    if "401" in responses:
+        responses["429"] = _throttled()
     op: Schema = {"summary": summary, "responses": responses}
     if body:
         op["requestBody"] = {
@@ -303,6 +330,7 @@ RECORDING_PATHS: dict[str, Schema] = {
                 "206": {**_FILE_RESPONSE, "description": "the requested byte range"},
                 "416": {"description": "the range is outside the file"},
                 **{c: _json("Error", _ERRORS[c]) for c in ("401", "403", "404")},
+                "429": _throttled(),
             },
         },
     },
@@ -377,6 +405,7 @@ PATHS: dict[str, Schema] = {
             "responses": {
                 "200": {"description": "UTF-8 CSV with a BOM", "content": {"text/csv": {}}},
                 **{c: _json("Error", _ERRORS[c]) for c in ("401", "403", "404")},
+                "429": _throttled(),
             },
         },
     },
@@ -424,6 +453,7 @@ def _webrtc(summary: str, codes: tuple[str, ...]) -> Schema:
         "responses": {
             "201": _CREATED,
             **{c: _json("Error", _WEBRTC_ERRORS[c]) for c in codes},
+            "429": _throttled(),
         },
     }
 
@@ -436,6 +466,7 @@ def _end_session(summary: str) -> Schema:
             "204": {"description": "ended"},
             "401": _json("Error", "a bad token"),
             "404": _json("Error", "no such session, or another's"),
+            "429": _throttled(),
         },
     }
 
@@ -474,10 +505,62 @@ MEETING_TOKEN: Schema = {
 }
 
 
+def _pointer(path: str, method: str) -> str:
+    return "#/paths/" + path.replace("~", "~0").replace("/", "~1") + "/" + method
+
+
+# What a created resource opens next (OpenAPI links): clients and the stateful fuzzer
+# (tests/test_fuzz_api.py) follow them from a new meeting to its roster and back.
+LINKS: dict[tuple[str, str, str], dict[str, tuple[str, dict[str, str]]]] = {
+    ("/api/meetings", "post", "201"): {
+        f"{method}{name}": (
+            _pointer(path, method),
+            {"meeting_id": "$response.body#/id"},
+        )
+        for path, name in (
+            ("/api/meetings/{meeting_id}", "Meeting"),
+            ("/api/meetings/{meeting_id}/roster", "Roster"),
+            ("/api/meetings/{meeting_id}/links", "GuestLink"),
+            ("/api/meetings/{meeting_id}/attendance", "Attendance"),
+        )
+        for method in ("get", "patch", "delete", "post")
+        if method in PATHS[path]
+    },
+    ("/api/meetings/{meeting_id}/roster", "post", "201"): {
+        f"{method}{name}": (
+            _pointer(path, method),
+            {"meeting_id": "$response.body#/meeting_id", "entry_id": "$response.body#/id"},
+        )
+        for path, name in (
+            ("/api/meetings/{meeting_id}/roster/{entry_id}", "Entry"),
+            ("/api/meetings/{meeting_id}/roster/{entry_id}/link", "EntryLink"),
+        )
+        for method in ("patch", "delete", "post")
+        if method in PATHS[path]
+    },
+}
+
+
+def _linked(paths: dict[str, Schema]) -> dict[str, Schema]:
+    """`paths` with LINKS in the responses they start from."""
+    linked = {path: dict(item) for path, item in paths.items()}
+    for (path, method, status), links in LINKS.items():
+        operation = linked[path][method] = dict(linked[path][method])
+        responses = operation["responses"] = dict(operation["responses"])
+        responses[status] = {
+            **responses[status],
+            "links": {
+                name: {"operationRef": ref, "parameters": parameters}
+                for name, (ref, parameters) in links.items()
+            },
+        }
+    return linked
+
+
 def document(server_url: str) -> Schema:
     """The document: the REST API under /api, and WHIP and WHEP."""
     doc = _api_document(server_url)
-    doc["paths"] = {**PATHS, **WEBRTC_PATHS}
+    doc["paths"] = _linked({**PATHS, **WEBRTC_PATHS})
     doc["components"]["securitySchemes"]["meetingToken"] = MEETING_TOKEN
     return doc
 
