@@ -134,6 +134,9 @@ class Running:
 async def server(args: argparse.Namespace, plan: Plan) -> AsyncIterator[Running]:
     if args.impair and (args.server != "veche" or args.url or args.veche_whip):
         raise SystemExit("--impair: --server veche started here, over socket.io")
+    if args.impair and plan.scenario == "meeting" and not args.no_probe:
+        # The source process holds every participant of a probed meeting: none would cross.
+        raise SystemExit("--impair with a meeting needs --no-probe")
     if args.server == "baseline":
         async with servers.baseline(args.server_cpu) as started:
             endpoint = f"{started.url}/{{kind}}/{{stream}}"

@@ -100,9 +100,11 @@ VECHE_SERVE = "import sys; from server.cli import main; sys.exit(main())"
 
 
 @contextlib.asynccontextmanager
-async def veche(cpu: int | None, api_key: str) -> AsyncIterator[Started]:
+async def veche(
+    cpu: int | None, api_key: str, rtc_ports: range | None = None
+) -> AsyncIterator[Started]:
     """`veche serve` on a free port with a temporary data directory, admin key `api_key`, and
-    its ICE candidates on 127.0.0.1 (VECHE_RTC_ADDRESSES)."""
+    its ICE candidates on 127.0.0.1 (VECHE_RTC_ADDRESSES), in `rtc_ports` if given."""
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="veche-bench-") as data:
         env = {
@@ -111,6 +113,9 @@ async def veche(cpu: int | None, api_key: str) -> AsyncIterator[Started]:
             "VECHE_RTC_ADDRESSES": "127.0.0.1",
             "VECHE_LOG_LEVEL": "WARNING",
         }
+        if rtc_ports is not None:
+            env["VECHE_RTC_MIN_PORT"] = str(rtc_ports[0])
+            env["VECHE_RTC_MAX_PORT"] = str(rtc_ports[-1])
         command = [sys.executable, "-c", VECHE_SERVE, "serve", "--host", "127.0.0.1"]
         command += ["--port", str(port), "--data-dir", data]
         log = Path(data) / "server.log"

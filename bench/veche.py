@@ -20,6 +20,7 @@ from aiortc.sdp import SessionDescription
 from socketio import exceptions as socketio_errors
 
 from bench import whip
+from bench.impairment import Detour
 from bench.peers import Publisher, SendTimes, Viewer
 from bench.targets import Feed, Leave, TargetSpec
 
@@ -46,9 +47,11 @@ class Client:
         viewer: Viewer | None,
         restart_clock: bool = False,
         senders: dict[str, SendTimes] | None = None,
+        detour: Detour | None = None,
     ) -> None:
         self.url = url
         self.viewer = viewer
+        self.detour = detour  # through an impaired link (bench/impairment.py)
         # Publishers' send times by seat id: a meeting's subscribe connection carries several
         # publishers' streams, told apart by the SSRCs the server's offer announces.
         self._senders = senders
@@ -98,8 +101,16 @@ class Client:
         sources = {
             t.mid: SOURCES[t.kind] for t in publisher.pc.getTransceivers() if t.mid is not None
         }
-        ack = await self.call("publish", {"sdp": offer, "sources": sources})
-        await publisher.accept(str(ack["sdp"]))
+        answer = await self._sdp_call("publish", {"sdp": offer, "sources": sources})
+        await publisher.accept(answer)
+
+    async def _sdp_call(self, event: str, payload: dict[str, Any]) -> str:
+        """`event` with our SDP, returning the server's (both through the detour if any)."""
+        if self.detour is not None:
+            payload["sdp"] = self.detour.toward_server(str(payload["sdp"]))
+        ack = await self.call(event, payload)
+        sdp = str(ack.get("sdp", ""))
+        return self.detour.toward_client(sdp) if self.detour is not None else sdp
 
     async def _answer_offers(self, viewer: Viewer) -> None:
         first = True
@@ -111,8 +122,11 @@ class Client:
             try:
                 if self._senders is not None:
                     self._match_senders(viewer, offer)
-                answer = await viewer.answer(str(offer["sdp"]))
-                await self.call("subscribe_answer", {"sdp": answer})
+                sdp = str(offer["sdp"])
+                if self.detour is not None:
+                    sdp = self.detour.toward_client(sdp)
+                answer = await viewer.answer(sdp)
+                await self._sdp_call("subscribe_answer", {"sdp": answer})
             except Exception as exc:  # the viewer then lacks those tracks: shown in the results
                 log.warning("subscribe_offer not answered: %s: %s", type(exc).__name__, exc)
 
@@ -154,6 +168,8 @@ class VecheTarget:
         self._count = 0
         self.senders: dict[str, SendTimes] = {}  # publishers' send times by seat id
         self._recording = ""  # the recording this target started and has not stopped
+        # This process's clients reach the server through an impaired link (--impair).
+        self.detour: Detour | None = None
 
     def spec(self) -> TargetSpec:
         return TargetSpec(
@@ -199,7 +215,9 @@ class VecheTarget:
         self, stream: str, publisher: Publisher, viewer: Viewer | None
     ) -> tuple[Feed, Leave]:
         """A participant that publishes and, with `viewer`, watches everyone else."""
-        client = Client(self.url, viewer, restart_clock=True, senders=self.senders)
+        client = Client(
+            self.url, viewer, restart_clock=True, senders=self.senders, detour=self.detour
+        )
         try:
             await self._seat(client, "participant", f"Bench {stream}")
             self.senders[client.seat] = publisher.times
@@ -212,7 +230,7 @@ class VecheTarget:
     async def watch(self, feed: Feed, viewer: Viewer) -> Leave:
         """A viewer on the meeting's guest link; it is offered every published track."""
         self._count += 1
-        client = Client(self.url, viewer)
+        client = Client(self.url, viewer, detour=self.detour)
         try:
             await self._seat(client, "viewer", f"Viewer {self._count}")
         except BaseException:
