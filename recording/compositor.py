@@ -25,6 +25,7 @@ from recording import layout as layouts
 from recording.errors import RecordingError
 from recording.hls import WINDOW, HlsWriter
 from recording.lettering import Lettering
+from recording.quality import CardLog
 from recording.renderer import (
     OUTPUT,
     Canvas,
@@ -46,6 +47,10 @@ LATENCY = 0.2  # a frame is made this long after its time: sound that late still
 MAX_LAG = 1.0  # further behind the clock than this, pictures are skipped (sound is kept)
 AHEAD = 0.5  # a track's own timestamps may run this far ahead of its arrival, no further
 PICTURES_KEPT = 16  # per tile: those arrived but not yet due, and the one showing
+# A camera's last picture stays up this long while no newer one is due: on a loaded machine
+# pictures are decoded and composed late, and a frozen picture beats a name card. A camera
+# turned off (its owner's state, or its track ended) shows the card at once.
+HOLD = 10.0
 ARRIVALS_KEPT = 5000  # sound frames waiting for the worker; beyond that the oldest go
 SOURCES = ("camera", "screen")
 AAC_PRIMING = 1024  # samples FFmpeg's AAC encoder puts before the first (its first pts: -1024)
@@ -121,6 +126,8 @@ class Compositor:
         self.warnings = [lettering.warning] if lettering.warning else []
         self._canvas = Canvas(width, height, lettering)
         self._stage = Stage()
+        self._camera_off: dict[str, float] = {}  # participant -> when their camera went off
+        self.cards = CardLog()  # who was shown without a picture: checked after the stop
         self._gop = round(SEGMENT * fps)
         self._lock = threading.Lock()  # guards what callers hand over (below)
         self._events: deque[dict[str, Any]] = deque()
@@ -167,10 +174,14 @@ class Compositor:
     def screen(self, participant: str, on: bool) -> None:
         self._event("screen", participant, on=bool(on))
 
+    def camera(self, participant: str, on: bool) -> None:
+        """`participant` turned their camera off (a card from now on) or on again."""
+        self._event("camera", participant, on=bool(on))
+
     def picture(self, participant: str, source: str, frame: av.VideoFrame) -> None:
         """A decoded picture of `participant`'s camera or screen; shown until a newer one,
-        for at most STALE seconds for a camera (then a card), as long as the share lasts for
-        a screen."""
+        for at most HOLD seconds for a camera unless it is turned off (then a card), as long
+        as the share lasts for a screen."""
         if source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, not {source!r}")
         if not isinstance(frame, av.VideoFrame):
@@ -182,7 +193,11 @@ class Compositor:
             self._serial += 1
             kept = self._pictures.get((participant, source))
             if kept is None:
-                kept = self._pictures[(participant, source)] = deque(maxlen=PICTURES_KEPT)
+                kept = self._pictures[(participant, source)] = deque()
+            if len(kept) >= PICTURES_KEPT:
+                # The oldest stays: while the clock runs late it is the one still due, and
+                # dropping it would leave the tile with nothing to show (a card).
+                del kept[1]
             kept.append(_Picture(self._now(), frame, self._serial))
 
     def sound(self, key: str, frame: av.AudioFrame) -> None:
@@ -219,6 +234,11 @@ class Compositor:
         return self._made / self.fps
 
     # -- the clock ------------------------------------------------------------------------------
+
+    def begin(self) -> None:
+        """The programme's time 0 is now (the recording started): before the first frame."""
+        if self._made == 0 and self._runner is None:
+            self._origin = time.monotonic()
 
     async def run(self) -> None:
         """Make frames on the wall clock, in a worker thread, until `finish()`. Raises
@@ -301,7 +321,9 @@ class Compositor:
             if sound is None:
                 sound = self._sounds[key] = _Sound()
             sound.add(round(at * RATE), frame, self._sample)
-        if draw:
+        if not draw:
+            self.cards.held(due)
+        else:
             picture = self._compose(showing, index / self.fps)
             picture.pts = index
             picture.time_base = Fraction(1, self.fps)
@@ -328,9 +350,16 @@ class Compositor:
 
     def _apply(self, event: dict[str, Any]) -> None:
         stage = self._stage
+        if event["event"] == "camera":
+            if event["on"]:
+                self._camera_off.pop(event["participant"], None)
+            else:
+                self._camera_off[event["participant"]] = event["at"]
+            return
         if event["event"] != "active":
             stage.apply(event)
             if event["event"] == "left":
+                self._camera_off.pop(event["participant"], None)
                 with self._lock:
                     for source in SOURCES:
                         self._pictures.pop((event["participant"], source), None)
@@ -352,7 +381,8 @@ class Compositor:
         screen: tuple[str, Any, tuple[int, int]] | None = None
         for who in present:
             camera = showing.get((who, "camera"))
-            if camera is not None and t - camera.at <= STALE:
+            off = self._camera_off.get(who)
+            if camera is not None and t - camera.at <= HOLD and (off is None or off < camera.at):
                 pictures[who] = (camera.frame, (self._slot(who, "camera"), camera.serial))
         # The share that began last and has a picture since it began (a still slide sends
         # no new frames: its picture stays while the share is on). A screen nobody announced
@@ -373,6 +403,7 @@ class Compositor:
         people = [
             layouts.Participant(who, stage.names.get(who, who), who in pictures) for who in present
         ]
+        self.cards.drawn(t, t + 1 / self.fps, {who for who in present if who not in pictures})
         return self._canvas.draw(people, stage.active, screen, pictures)
 
     def _slot(self, participant: str, source: str) -> int:
@@ -423,6 +454,10 @@ class Compositor:
             fmp4.fast_start(self.directory / FRAGMENTED, target)
         except (OSError, av.FFmpegError) as error:
             failures.append(error)
+        try:  # the check after the stop reads it; without it the tracks are rendered again
+            self.cards.write(self.directory)
+        except OSError as error:
+            log.warning("cannot write the programme's card log: %s", error)
         if self.error is not None:
             raise self.error
         if failures:

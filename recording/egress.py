@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from media import ice
+from recording import lifeline
 from recording.capture import Capture
 from recording.compositor import Compositor
 from recording.errors import RecordingError
@@ -44,6 +45,7 @@ TOKEN_VARIABLE = "VECHE_RECORDER_TOKEN"
 REJOIN_FOR = 60.0  # seconds to get back into the meeting after the connection dropped
 REJOIN_EVERY = 1.0
 PARENT_CHECK = 1.0  # seconds between checks that the server that started us is alive
+SAID = 6  # problems egress.json lists at most
 
 
 class LiveProgramme(Programme, Protocol):
@@ -53,6 +55,8 @@ class LiveProgramme(Programme, Protocol):
     def leave(self, participant: str) -> None: ...
     def speaking(self, participant: str | None) -> None: ...
     def screen(self, participant: str, on: bool) -> None: ...
+    def camera(self, participant: str, on: bool) -> None: ...
+    def begin(self) -> None: ...
     def stop(self) -> None: ...
     async def run(self) -> None: ...
     async def finish(self) -> Path: ...
@@ -106,6 +110,8 @@ class Recorder:
         self._receiving: Receiving | None = None
         self._present: dict[str, str] = {}  # participant id -> name
         self._shown: set[str] = set()  # in the programme's layout
+        self._cameras: dict[str, bool] = {}  # participant -> camera on, as the room says
+        self._roles: dict[str, str] = {}  # participant -> role, as the timeline last said
         self._speaking: set[str] = set()
         self._active: str | None = None
         self._stop = asyncio.Event()
@@ -139,7 +145,7 @@ class Recorder:
             )
         if self._on_start is not None:
             self._on_start()
-        write_state(self.directory, "recording", "; ".join(self.errors[-3:]))
+        write_state(self.directory, "recording", self.said())
         reason = ""
         while not reason:
             reason = await self._session(snapshot)
@@ -308,10 +314,27 @@ class Recorder:
         elif not shown and participant in self._shown:
             self._shown.discard(participant)
             self._program(lambda p: p.leave(participant))
+        role = person.get("role")
+        if isinstance(role, str) and participant in self._present:
+            before = self._roles.get(participant)
+            self._roles[participant] = role
+            if before != role and (before is not None or role == "viewer"):
+                # A re-render leaves viewers out, as the live programme does.
+                self._timeline(lambda t: t.role(participant, role))
+        camera = person.get("camera")
+        if isinstance(camera, bool):
+            # Only a change counts: a publisher that never tells its state (OBS, a tool)
+            # says "off" from the start while its pictures come.
+            was = self._cameras.get(participant)
+            self._cameras[participant] = camera
+            if was is not None and was != camera:
+                self._program(lambda p: p.camera(participant, camera))
 
     def _left(self, participant: str, at: float) -> None:
         if self._present.pop(participant, None) is None:
             return
+        self._cameras.pop(participant, None)
+        self._roles.pop(participant, None)
         if participant in self._speaking:
             self._speaking.discard(participant)
             self._timeline(lambda t: t.speaking(participant, False, at))
@@ -335,6 +358,8 @@ class Recorder:
             self._program(lambda p: p.speaking(active))
 
     def _track_changed(self, track: TrackInfo, on: bool) -> None:
+        if track.source == "camera":
+            self._program(lambda p: p.camera(track.participant, on))
         if track.source == "screen":
             self._timeline(lambda t: t.screen(track.participant, on))
             self._program(lambda p: p.screen(track.participant, on))
@@ -345,7 +370,15 @@ class Recorder:
         """A track (or the timeline, or the programme) failed: shown in egress.json."""
         logger.warning("%s", message)
         self.errors.append(message)
-        write_state(self.directory, "recording", "; ".join(self.errors[-3:]))
+        write_state(self.directory, "recording", self.said())
+
+    def said(self, last: str = "") -> str:
+        """What failed, for egress.json: every distinct problem (the first ones and the
+        latest when there are many), then `last`; the server shows it through any render."""
+        problems = list(dict.fromkeys([*self.errors, last] if last else self.errors))
+        if len(problems) > SAID:
+            problems = [*problems[: SAID // 2], "…", *problems[-(SAID - SAID // 2) :]]
+        return "; ".join(problems)
 
     def _timeline(self, write: Callable[[Timeline], object]) -> None:
         if self.capture is None:
@@ -375,9 +408,29 @@ class Recorder:
 
 
 async def record(args: argparse.Namespace) -> int:
-    """The process's work: record, finish, and say how it went in egress.json."""
+    """The process's work, holding the directory's lock: record, finish, and say how it went
+    in egress.json."""
     directory = Path(args.dir)
-    await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+    try:
+        await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+        with lifeline.holding(directory, wait=2.0):
+            return await _record(args, directory)
+    except lifeline.Busy as busy:
+        write_state(directory, "failed", str(busy))
+        return 1
+    except OSError as error:
+        write_state(directory, "failed", f"cannot write the recording: {_plain(error)}")
+        return 1
+
+
+def _plain(error: OSError) -> str:
+    """An OS error without the server's paths (they reach the people in the room)."""
+    name = Path(str(error.filename)).name if error.filename else ""
+    reason = os.strerror(error.errno) if error.errno else str(error)
+    return f"{reason} ({name})" if name else reason
+
+
+async def _record(args: argparse.Namespace, directory: Path) -> int:
     token = args.token or os.environ.get(TOKEN_VARIABLE, "")
     if not token:
         write_state(directory, "failed", "no recorder token (--token or $VECHE_RECORDER_TOKEN)")
@@ -389,6 +442,8 @@ async def record(args: argparse.Namespace) -> int:
     def start_programme() -> None:
         nonlocal composing
         if programme is not None and composing is None:
+            if not args.stage:  # a recording's time 0 is its timeline's recording_started
+                programme.begin()  # (the broadcast's starts at once: players are waiting)
             composing = asyncio.ensure_future(programme.run())
             composing.add_done_callback(lambda done: _programme_stopped(recorder, done))
 
@@ -404,6 +459,8 @@ async def record(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, recorder.stop, "stopped")
+    # SIGHUP is the kernel's word that the server died (lifeline.die_with_parent).
+    loop.add_signal_handler(signal.SIGHUP, recorder.stop, "server_gone")
     watch = asyncio.ensure_future(_watch_parent(recorder, os.getppid()))
     if programme is None:
         recorder.errors.append("the live programme could not be started")
@@ -418,21 +475,27 @@ async def record(args: argparse.Namespace) -> int:
         logger.exception("the recording failed")
         recorder.close("failed")
         await _abandon(programme, composing)
-        write_state(directory, "failed", f"{type(error).__name__}: {error}")
+        write_state(directory, "failed", recorder.said(f"{type(error).__name__}: {error}"))
         return 1
     finally:
         watch.cancel()
-    write_state(directory, "finishing", "; ".join(recorder.errors[-3:]))
+    write_state(directory, "finishing", recorder.said())
     recorder.close(reason)
+    if reason == "server_gone":
+        # The tracks are closed, whole; the next server renders the programme from them at
+        # once, so the live one is not finished: this process leaves now, lock and all.
+        write_state(directory, "failed", recorder.said("the server stopped while recording"))
+        logger.info("the server is gone: tracks closed, programme left to the recovery")
+        return 1
     if programme is not None and composing is not None:
         try:
             await programme.finish()
             await composing
         except Exception as error:
             logger.exception("the programme could not be finished")
-            write_state(directory, "failed", f"programme: {error}")
+            write_state(directory, "failed", recorder.said(f"programme: {error}"))
             return 1
-    write_state(directory, "done", "; ".join(recorder.errors[-3:]))
+    write_state(directory, "done", recorder.said())
     logger.info("recording done (%s)", reason)
     return 0
 
@@ -516,6 +579,9 @@ def standby() -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Told (SIGHUP) when the server that started us dies: a new server may recover this very
+    # recording; the tracks are closed within a moment, under the directory's lock.
+    lifeline.die_with_parent(signal.SIGHUP)
     argv = sys.argv[1:] if argv is None else argv
     if list(argv) == ["--standby"]:
         argv = standby()

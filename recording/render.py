@@ -5,7 +5,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from recording.renderer import render_with_progress
+from recording import lifeline
+from recording.renderer import render_with_progress, write_progress
+
+LOCK_WAIT = 10.0  # seconds to wait for a recording process still closing the directory
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,14 +26,20 @@ def main(argv: list[str] | None = None) -> int:
     if not args.directory.is_dir():
         print(f"no such recording directory: {args.directory}", file=sys.stderr)
         return 1
-    result = render_with_progress(
-        args.directory,
-        width=width,
-        height=height,
-        fps=args.fps,
-        preset=args.preset,
-        font=args.font,
-    )
+    lifeline.die_with_parent()  # a new server renders this recording again
+    try:
+        with lifeline.holding(args.directory, wait=LOCK_WAIT):
+            result = render_with_progress(
+                args.directory,
+                width=width,
+                height=height,
+                fps=args.fps,
+                preset=args.preset,
+                font=args.font,
+            )
+    except lifeline.Busy as busy:
+        write_progress(args.directory, state="failed", percent=0, error=str(busy), code="busy")
+        result = None
     if result is None:
         print((args.directory / "render.json").read_text(encoding="utf-8"), file=sys.stderr)
         return 1

@@ -76,6 +76,7 @@ class Stage:
         self.speaking: dict[str, float] = {}  # participant -> segment began at
         self.sharing: dict[str, float] = {}  # participant -> screen share began at
         self.announced_shares: set[str] = set()  # who ever had a screen event
+        self.audience: dict[str, float] = {}  # viewers (not shown) -> joined at
         self.active: str | None = None
 
     def advance(self, t: float) -> None:
@@ -93,7 +94,15 @@ class Stage:
             if kind == "joined":
                 self.present.setdefault(who, float(event["at"]))
                 self.names[who] = str(event.get("name", who))
+            elif kind == "role" and event.get("role") == "viewer":
+                # Viewers are not in the programme: a viewer's tile would be an empty card.
+                self.audience[who] = self.present.pop(who, float(event["at"]))
+                self.speaking.pop(who, None)
+            elif kind == "role":  # given the floor: in the programme from now on
+                self.audience.pop(who, None)
+                self.present.setdefault(who, float(event["at"]))
             elif kind == "left":
+                self.audience.pop(who, None)
                 self.present.pop(who, None)
                 self.speaking.pop(who, None)
                 self.sharing.pop(who, None)
@@ -170,6 +179,9 @@ class Canvas:
         """`picture` scaled into `box` (scaled once per source picture and size)."""
         cache_key = (*key, box.width, box.height)
         scaled = self._scaled.get(cache_key)
+        fits = (picture.width, picture.height, picture.format.name)
+        if scaled is None and fits == (box.width, box.height, "yuv420p"):
+            scaled = picture  # scaled already (a render's reader thread does it)
         if scaled is None:
             scaled = picture.reformat(
                 width=box.width, height=box.height, format="yuv420p", interpolation="BILINEAR"
@@ -217,7 +229,7 @@ def programme_streams(
     """The programme's streams in `container`: H.264 (libx264, CRF 23, yuv420p) and AAC
     (128 kbit/s, 48 kHz stereo). `live` adds what a live encode needs: no look-ahead or
     B-frames (tune zerolatency), keyframes only where the caller forces them (every segment),
-    two threads at most."""
+    two threads at most; otherwise the encoder takes every core."""
     video: Any = container.add_stream("libx264", rate=fps)
     video.width, video.height, video.pix_fmt = width, height, "yuv420p"
     options = {"preset": preset, "crf": "23"}
@@ -229,6 +241,10 @@ def programme_streams(
             "x264-params": f"keyint={8 * fps}:min-keyint={fps}:scenecut=0",
         }
         video.codec_context.thread_count = LIVE_THREADS
+    else:
+        # A render has no clock to keep: frame threads on every core (x264's own count).
+        video.codec_context.thread_type = "FRAME"
+        video.codec_context.thread_count = 0
     video.options = options
     video.codec_context.time_base = Fraction(1, fps)
     audio: Any = container.add_stream("aac", rate=RATE)
@@ -354,11 +370,7 @@ def _compose(
     screens: list[VideoSource],
     t: float,
 ) -> Any:
-    pictures = {
-        who: (picture, (id(source), source.serial))
-        for who, source in cameras.items()
-        if (picture := source.at(t)) is not None
-    }
+    showing = {who: source for who, source in cameras.items() if source.at(t) is not None}
     # A shared screen may send no frame for long (a still slide): its last picture stays up
     # while the timeline says the share is on (or, with no screen events, while its track runs).
     shared = [(s, s.at(t, stale=float("inf"))) for s in screens]
@@ -371,14 +383,28 @@ def _compose(
             or s.track.participant not in stage.announced_shares
         )
     ]
-    screen = None
+    shown: VideoSource | None = None
     if live:
-        source, picture = max(live, key=lambda sp: sp[0].track.offset)
-        screen = (source.track.participant, picture, (id(source), source.serial))
+        shown = max(live, key=lambda sp: sp[0].track.offset)[0]
     people = [
-        layouts.Participant(who, stage.names.get(who, who), who in pictures)
+        layouts.Participant(who, stage.names.get(who, who), who in showing)
         for who in stage.people()
     ]
+    sharer = shown.track.participant if shown is not None else None
+    # Each picture at its tile's size, scaled ahead by its source's reader where it could.
+    sizes = {
+        (tile.participant, tile.content): (tile.box.width, tile.box.height)
+        for tile in layouts.layout(people, stage.active, sharer, canvas.width, canvas.height)
+    }
+    pictures = {
+        who: (source.picture(sizes[(who, "video")]), (id(source), source.serial))
+        for who, source in showing.items()
+        if (who, "video") in sizes
+    }
+    screen = None
+    if shown is not None and sharer is not None:
+        size = sizes.get((sharer, "screen"), (canvas.width, canvas.height))
+        screen = (sharer, shown.picture(size), (id(shown), shown.serial))
     return canvas.draw(people, stage.active, screen, pictures)
 
 

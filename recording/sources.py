@@ -3,6 +3,8 @@ and audio samples (48 kHz stereo, float) for a span of the recording's clock."""
 
 from __future__ import annotations
 
+import queue
+import threading
 from array import array
 from collections import deque
 from typing import Any
@@ -15,10 +17,16 @@ RATE = 48000
 CHANNELS = 2
 STALE = 1.0  # seconds without a new picture after which a camera counts as off (card)
 SLACK = 960  # samples of timing jitter absorbed before a gap is left or an overlap cut
+AHEAD = 8  # pictures a video track decodes (and scales) ahead of the render, in its own thread
+_END = None  # what the reader puts last
 
 
 class VideoSource:
-    """A video track decoded forward only: `at(t)` is the latest picture at or before `t`."""
+    """A video track decoded forward only: `at(t)` is the latest picture at or before `t`.
+
+    A thread of its own decodes the file ahead and scales each picture to the size its tile
+    had last (`size`): the decoders and the scaling of several tracks run on the cores the
+    machine has while the render encodes (PyAV lets go of the GIL there)."""
 
     def __init__(self, track: Track) -> None:
         self.track = track
@@ -27,35 +35,80 @@ class VideoSource:
         stream.thread_type = "AUTO"
         self._frames = self._container.decode(stream)
         self._next: Any = None
+        self._next_scaled: Any = None
         self._next_time = 0.0
         self.current: Any = None
+        self.current_scaled: Any = None  # `current` at `size`, when the reader scaled it
         self.current_time = -1.0
         self.serial = 0  # bumps when `current` changes (lets the renderer cache its scaling)
+        self.size: tuple[int, int] | None = None  # the tile's last size (the reader's hint)
         self._done = False
+        self._ahead: queue.Queue[tuple[float, Any, Any] | None] = queue.Queue(AHEAD)
+        self._stopping = threading.Event()
+        self._reader = threading.Thread(target=self._read, name=f"decode {track.file}")
+        self._reader.start()
         self._pull()
 
-    def _pull(self) -> None:
+    def _read(self) -> None:
         try:
-            while True:
-                frame = next(self._frames)
-                if frame.time is not None:
-                    self._next, self._next_time = frame, self.track.offset + frame.time
+            for frame in self._frames:
+                if self._stopping.is_set():
                     return
-        except (StopIteration, av.FFmpegError):
-            # A file cut by a crash ends with a torn cluster: what decoded is what there is.
-            self._next, self._done = None, True
+                if frame.time is None:
+                    continue
+                size = self.size
+                scaled = None
+                if size is not None and (frame.width, frame.height) != size:
+                    width, height = size
+                    scaled = frame.reformat(
+                        width=width, height=height, format="yuv420p", interpolation="BILINEAR"
+                    )
+                if not self._put((self.track.offset + frame.time, frame, scaled)):
+                    return
+        except av.FFmpegError:
+            pass  # a file cut by a crash ends with a torn cluster: what decoded is what there is
+        finally:
+            self._put(_END)
+
+    def _put(self, item: tuple[float, Any, Any] | None) -> bool:
+        while not self._stopping.is_set():
+            try:
+                self._ahead.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _pull(self) -> None:
+        item = self._ahead.get() if not self._done else _END
+        if item is _END:
+            self._next, self._next_scaled, self._done = None, None, True
+            return
+        self._next_time, self._next, self._next_scaled = item
 
     def at(self, t: float, stale: float = STALE) -> Any:
         """The picture to show at `t`, or None (not started, ended, or older than `stale`)."""
         while self._next is not None and self._next_time <= t:
             self.current, self.current_time = self._next, self._next_time
+            self.current_scaled = self._next_scaled
             self.serial += 1
             self._pull()
         if self.current is None or t - self.current_time > stale or t > self.track.end + 0.1:
             return None
         return self.current
 
+    def picture(self, size: tuple[int, int]) -> Any:
+        """The current picture for a tile of `size` (scaled already when the reader could),
+        and `size` remembered for the next ones."""
+        self.size = size
+        scaled = self.current_scaled
+        if scaled is not None and (scaled.width, scaled.height) == size:
+            return scaled
+        return self.current
+
     def close(self) -> None:
+        self._stopping.set()
+        self._reader.join()
         self._container.close()
 
 

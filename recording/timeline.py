@@ -70,6 +70,10 @@ class Timeline:
     def joined(self, participant: str, name: str, t: float | None = None) -> Event:
         return self.append("joined", t, participant=participant, name=name)
 
+    def role(self, participant: str, role: str, t: float | None = None) -> Event:
+        """The participant's role now: a `viewer` is not in the programme (nor a re-render)."""
+        return self.append("role", t, participant=participant, role=role)
+
     def left(self, participant: str, t: float | None = None) -> Event:
         return self.append("left", t, participant=participant)
 

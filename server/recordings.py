@@ -23,6 +23,8 @@ from typing import Any, Protocol
 import av
 from aiohttp import web
 
+from recording import quality
+from recording.errors import RecordingError, without_paths
 from recording.renderer import read_progress, start_render
 from recording.timeline import FILE_NAME as TIMELINE
 from recording.timeline import read_events
@@ -42,8 +44,10 @@ log = logging.getLogger(__name__)
 
 PROGRAMME = "programme.mp4"
 EGRESS_STATE = "egress.json"
-# The programme a re-render makes; `veryfast` keeps a render well ahead of real time here.
-RENDER_ARGS = ("--size", "1280x720", "--preset", "veryfast")
+# The programme a re-render makes, at the live programme's preset: a recovery after a crash
+# or a render after a short live programme runs at 3x real time or more on two cores
+# (python -m bench.render_speed), so a two-hour meeting is ready well within the hour.
+RENDER_ARGS = ("--size", "1280x720", "--preset", "superfast")
 POLL = 0.5  # seconds between looks at a render's progress or an egress's health
 FINISH_WAIT = 20.0  # at shutdown, how long finishing recordings may take
 SWEEP_EVERY = 3600.0  # seconds between retention sweeps
@@ -114,6 +118,7 @@ class _Active:
     egress: Egress
     notice: str
     watch: asyncio.Task[None] | None = None
+    error: str = ""  # what the egress reports failing while it goes on (shown in the room)
 
 
 class Recordings:
@@ -137,6 +142,8 @@ class Recordings:
         self._active: dict[str, _Active] = {}  # meeting id -> its running recording
         self._starting: set[str] = set()  # meeting ids whose egress is being started
         self._renders: dict[str, asyncio.Task[None]] = {}  # recording id -> its render
+        self._fallback: set[str] = set()  # renders for quality: the live programme is kept
+        self._watched: dict[str, str] = {}  # recording id -> meeting told of its render
         self._render_slot = asyncio.Semaphore(1)  # two renders would only share two cores
         self._changing = asyncio.Lock()  # read-modify-write of catalog rows
         self._tasks: set[asyncio.Task[None]] = set()
@@ -151,13 +158,21 @@ class Recordings:
         return timedelta(days=days) if days > 0 else None
 
     def as_json(self, recording: Recording) -> dict[str, Any]:
-        return recording.as_dict(self.retention)
+        """The REST JSON of a recording, with its quality check (None: not checked)."""
+        found = None
+        if recording.status not in ACTIVE or recording.status is RecordingStatus.RENDERING:
+            found = quality.read(self.directory(recording.id))
+        return {
+            **recording.as_dict(self.retention),
+            "quality": found.as_dict() if found is not None else None,
+        }
 
     def state(self, meeting_id: str) -> dict[str, Any]:
         active = self._active.get(meeting_id)
         if active is None:
             return {"on": False, "id": None, "notice": "", "error": None}
-        return {"on": True, "id": active.recording.id, "notice": active.notice, "error": None}
+        error = active.error or None
+        return {"on": True, "id": active.recording.id, "notice": active.notice, "error": error}
 
     def directory(self, recording_id: str) -> Path:
         return directory_of(self._settings, recording_id)
@@ -184,9 +199,12 @@ class Recordings:
             try:
                 directory.mkdir(parents=True)
             except OSError as error:
-                raise RoomError(
-                    "recording_failed", f"cannot create the recording's directory: {error}"
-                ) from None
+                # A row says it failed and why (no server path): the operator sees it too.
+                reason = without_paths(f"cannot create the recording's directory: {error}")
+                log.error("recording %s: %s (%s)", rec.id, reason, directory)
+                failed = replace(rec, status=RecordingStatus.FAILED, stopped_at=now(), error=reason)
+                await self._store().add_recording(failed)
+                raise RoomError("recording_failed", reason) from None
             await self._store().add_recording(rec)
             try:
                 egress = await _start_egress(
@@ -194,7 +212,7 @@ class Recordings:
                 )
             except Exception as error:
                 log.exception("recording %s: the egress did not start", rec.id)
-                reason = f"the recording process did not start: {error}"
+                reason = without_paths(f"the recording process did not start: {error}")
                 await self._change(rec.id, status=RecordingStatus.FAILED, error=reason)
                 raise RoomError("recording_failed", reason) from None
             active = _Active(rec, egress, meeting.settings.recording_notice)
@@ -221,6 +239,8 @@ class Recordings:
             raise RoomError("not_recording", "this meeting is not being recorded")
         if active.watch is not None and active.watch is not asyncio.current_task():
             active.watch.cancel()
+        if active.error and active.error not in error:  # what failed on the way, too
+            error = "; ".join(e for e in (active.error, error) if e)
         rec = await self._change(
             active.recording.id, status=RecordingStatus.FINISHING, stopped_at=now(), error=error
         )
@@ -230,20 +250,32 @@ class Recordings:
         return rec or replace(active.recording, status=RecordingStatus.FINISHING)
 
     async def _watch(self, meeting_id: str, active: _Active) -> None:
-        """Stop the recording, with its error, when its egress fails or dies."""
+        """Tell the room and the catalog what the egress reports failing (a track, the
+        programme, the disk) as it goes on; stop the recording, with its error, when the
+        egress fails or dies."""
         while True:
             await asyncio.sleep(POLL)
             state = self._egress_state(active.recording.id)
             failed = state.get("state") == "failed"
             if not failed and active.egress.running:
+                problem = without_paths(str(state.get("error") or ""))
+                if problem and problem != active.error and self._active.get(meeting_id) is active:
+                    active.error = problem
+                    log.warning("recording %s: %s", active.recording.id, problem)
+                    await self._change(active.recording.id, error=problem)
+                    await self._tell(meeting_id, problem)
                 continue
             error = ""
             if failed or state.get("state") != "done":  # "done": it ended with the meeting
                 reason = str(state.get("error") or "") or "the recording process stopped"
-                error = f"recording stopped: {reason}"
+                error = without_paths(f"recording stopped: {reason}")
             if self._active.get(meeting_id) is active:
                 await self._stop(meeting_id, error)
             return
+
+    def _recording_problems(self, recording_id: str) -> str:
+        """What the egress reported failing while recording (egress.json), without paths."""
+        return without_paths(str(self._egress_state(recording_id).get("error") or ""))
 
     def _egress_state(self, recording_id: str) -> dict[str, Any]:
         try:
@@ -265,12 +297,40 @@ class Recordings:
             failed = True
         found = None if failed else await asyncio.to_thread(probe, self.directory(rid) / PROGRAMME)
         if found is not None:
-            duration, size = found
-            await self._change(rid, status=RecordingStatus.READY, duration=duration, size=size)
-            log.info("recording %s ready: %.1f s, %d bytes", rid, duration, size)
-            return
-        log.info("recording %s: no programme from the egress; rendering from the tracks", rid)
+            checked = await asyncio.to_thread(self._check, rid)
+            if checked is not None and not checked.short:
+                duration, size = found
+                await self._change(rid, status=RecordingStatus.READY, duration=duration, size=size)
+                log.info("recording %s ready: %.1f s, %d bytes", rid, duration, size)
+                return
+            self._fallback.add(rid)  # should the render fail, the live programme stays
+            log.info("recording %s: the live programme fell short; rendering from the tracks", rid)
+        else:
+            log.info("recording %s: no programme from the egress; rendering from the tracks", rid)
+        self._watched[rid] = active.recording.meeting_id  # the room sees the render's progress
         await self._queue_render(rid, keep_error=True)
+
+    def _check(self, rid: str) -> quality.Quality | None:
+        """The live programme against its tracks (kept in quality.json); None when it cannot
+        be vouched for (no card log: render from the tracks)."""
+        directory = self.directory(rid)
+        try:
+            found = quality.check(directory)
+        except (RecordingError, OSError, av.FFmpegError) as error:
+            log.warning("recording %s: the programme was not checked: %s", rid, error)
+            return None
+        found = replace(found, re_rendered=found.short)
+        log.info(
+            "recording %s: %.1f s (%.1f %%) shown without a picture",
+            rid,
+            found.seconds,
+            100 * found.share,
+        )
+        try:
+            quality.write(directory, found)
+        except OSError as error:
+            log.warning("recording %s: cannot keep the quality check: %s", rid, error)
+        return found
 
     # re-render
 
@@ -287,8 +347,8 @@ class Recordings:
 
     async def _queue_render(self, recording_id: str, *, keep_error: bool) -> Recording | None:
         fields: dict[str, Any] = {"status": RecordingStatus.RENDERING, "progress": 0}
-        if not keep_error:
-            fields["error"] = ""
+        if not keep_error:  # what was lost while recording stays said through any render
+            fields["error"] = self._recording_problems(recording_id)
         rec = await self._change(recording_id, **fields)
         if rec is not None:
             self._renders[recording_id] = self._spawn(self._render(recording_id))
@@ -296,15 +356,40 @@ class Recordings:
 
     async def _render(self, rid: str) -> None:
         directory = self.directory(rid)
+        await self._tell_render(rid, 0)
         try:
             async with self._render_slot:
                 result, code = await self._run_render(rid, directory)
         finally:
             self._renders.pop(rid, None)
+        try:
+            await self._rendered(rid, directory, result, code)
+        finally:
+            await self._tell_render(rid, None)
+
+    async def _tell_render(self, rid: str, percent: int | None) -> None:
+        """The room of a recording just stopped sees its render: `rendering` is the percent
+        done, then None with the recording's error (if any) when it is over."""
+        meeting_id = self._watched.get(rid) if percent is not None else self._watched.pop(rid, "")
+        if not meeting_id or meeting_id in self._active or not self._is_live(meeting_id):
+            return
+        rec = await self._store().get_recording(rid)
+        error = rec.error if rec is not None and percent is None and rec.error else None
+        state = {"on": False, "id": rid, "notice": "", "error": error, "rendering": percent}
+        try:
+            await self._announce(meeting_id, state)
+        except Exception:  # the room may be closing: the catalog still tells the truth
+            log.exception("could not announce the render of %s", rid)
+
+    async def _rendered(
+        self, rid: str, directory: Path, result: dict[str, Any], code: int | None
+    ) -> None:
+        """The catalog after a render: ready, or failed with the reason."""
         found = None
         if result.get("state") == "done":
             found = await asyncio.to_thread(probe, directory / PROGRAMME)
         if found is not None:
+            self._fallback.discard(rid)
             duration, size = found
             await self._change(
                 rid, status=RecordingStatus.READY, progress=None, duration=duration, size=size
@@ -312,6 +397,25 @@ class Recordings:
             log.info("recording %s rendered: %.1f s, %d bytes", rid, duration, size)
             return
         reason = str(result.get("error") or "") or f"the render stopped (exit status {code})"
+        reason = without_paths(reason)
+        if rid in self._fallback:
+            self._fallback.discard(rid)
+            live = await asyncio.to_thread(probe, directory / PROGRAMME)
+            if live is not None:  # the live programme, short as it is, is better than none
+                before = await self._store().get_recording(rid)
+                note = f"the render from the tracks failed ({reason}): the live programme is kept"
+                if before is not None and before.error:
+                    note = f"{before.error}; {note}"
+                await self._change(
+                    rid,
+                    status=RecordingStatus.READY,
+                    progress=None,
+                    duration=live[0],
+                    size=live[1],
+                    error=note,
+                )
+                log.warning("recording %s: %s", rid, note)
+                return
         before = await self._store().get_recording(rid)
         if before is not None and before.error:  # keep what stopped the recording, too
             reason = f"{before.error}; {reason}"
@@ -336,6 +440,7 @@ class Recordings:
                     shown = percent
                     if await self._change(rid, progress=percent) is None:
                         break  # deleted meanwhile
+                    await self._tell_render(rid, percent)
         finally:
             await _end_process(process)
         return read_progress(directory), process.returncode

@@ -76,10 +76,10 @@ class Viewer:
         active: str | None,
         find: Callable[[str], Forwarder],
     ) -> str:
-        description = sdp.check(offer, MAX_SUBSCRIBED_MEDIA)
-        if sdp.sending(description):
+        checked = sdp.check(offer, MAX_SUBSCRIBED_MEDIA)
+        if checked.sending:
             raise MediaError("bad_sdp", "a WHEP offer receives only (recvonly sections)")
-        kinds = [m.kind for m in description.media if m.port != 0 and m.direction != "inactive"]
+        kinds = [s.kind for s in checked.sections if s.accepted and s.direction != "inactive"]
         # Transceivers added before the offer is applied take its sections in order, by kind.
         for track_id in choose(tracks, active, kinds):
             if track_id is None:

@@ -20,7 +20,10 @@ from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.rtp import RtpPacket
 
+from bench.clip import ClipSpec, Encoded
 from recording.capture import Capture
+from tests.media_clients import ClientPublisher, MeetingPeer
+from tests.media_clip import Clip
 
 VIDEO_CLOCK = 90000
 AUDIO_CLOCK = 48000
@@ -70,7 +73,9 @@ def _solid(width: int, height: int, rgb: tuple[int, int, int]) -> av.VideoFrame:
     return frame
 
 
-def _video_packets(person: Person, seconds: float, width: int, height: int, fps: int) -> list[Any]:
+def _video_packets(
+    person: Person, seconds: float, width: int, height: int, fps: int, lead: float = LEAD
+) -> list[Any]:
     if person.codec == "vp8":
         encoder = av.CodecContext.create("libvpx", "w")
         encoder.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
@@ -87,7 +92,7 @@ def _video_packets(person: Person, seconds: float, width: int, height: int, fps:
     dark, lit = _solid(width, height, (16, 16, 16)), _solid(width, height, person.colour)
     packets: list[Any] = []
     for index in range(round(seconds * fps)):
-        frame = dark if index < LEAD * fps else lit
+        frame = dark if index < lead * fps else lit
         frame.pts = index
         frame.time_base = encoder.time_base
         frame.pict_type = av.video.frame.PictureType.NONE
@@ -96,7 +101,7 @@ def _video_packets(person: Person, seconds: float, width: int, height: int, fps:
     return packets
 
 
-def _audio_packets(person: Person, seconds: float) -> list[Any]:
+def _audio_packets(person: Person, seconds: float, lead: float = LEAD) -> list[Any]:
     encoder = av.CodecContext.create("libopus", "w")
     encoder.sample_rate = AUDIO_CLOCK
     encoder.layout = "stereo"
@@ -106,10 +111,10 @@ def _audio_packets(person: Person, seconds: float) -> list[Any]:
     packets: list[Any] = []
     step = 960
     for start in range(0, round(seconds * AUDIO_CLOCK), step):
-        samples = []
+        samples: list[int] = []
         for n in range(start, start + step):
             t = n / AUDIO_CLOCK
-            value = 0 if t < LEAD else int(12000 * math.sin(2 * math.pi * person.tone * t))
+            value = 0 if t < lead else int(12000 * math.sin(2 * math.pi * person.tone * t))
             samples += (value, value)
         frame = av.AudioFrame(format="s16", layout="stereo", samples=step)
         frame.planes[0].update(struct.pack(f"<{2 * step}h", *samples))
@@ -237,7 +242,8 @@ def record(
         elif action[0] == "rtp":
             action[1].push_rtp(action[2], arrival=at)
         elif action[0] == "report":
-            timeline.sender_report(*action[1], t=at)
+            file, ntp, rtp = action[1]
+            timeline.sender_report(file, ntp, rtp, t=at)
         elif action[0] == "speak":
             timeline.speaking(action[1], action[2], t=at)
         else:
@@ -318,3 +324,38 @@ def rgb_at(frame: Any, x: int, y: int) -> tuple[int, int, int]:
 
 def close_to(colour: tuple[int, int, int], expected: tuple[int, int, int], slack: int = 40) -> bool:
     return all(abs(a - b) <= slack for a, b in zip(colour, expected, strict=True))
+
+
+@functools.cache
+def known_clip(
+    person: Person, seconds: float = 2.4, lead: float = LEAD, size: tuple[int, int] = (320, 180)
+) -> Clip:
+    """A person as a publisher's clip: their colour (VP8 or H.264, 320x180, 15 fps, a keyframe
+    a second) and their tone, after a dark, silent lead-in of `lead` seconds (none: their
+    colour all the time); `size`: the pictures' (320x180 unless told). Keyframe requests are
+    not answered: the next keyframe is at most a second away."""
+    fps = 15
+    width, height = size
+    video = _video_packets(person, seconds, width, height, fps, lead)
+    audio = _audio_packets(person, seconds, lead)
+    pictures = [
+        Encoded(bytes(p), round((p.pts - video[0].pts) * VIDEO_CLOCK / fps), p.is_keyframe)
+        for p in video
+    ]
+    sounds = [Encoded(bytes(p), p.pts - audio[0].pts, True) for p in audio]
+    spec = ClipSpec(codec=person.codec, width=width, height=height, fps=fps, seconds=seconds)
+    return Clip(person.codec, pictures, pictures, sounds, seconds, fps, spec)
+
+
+class KnownPeer(MeetingPeer):
+    """A participant publishing a known clip in its own codec."""
+
+    async def publish(self, sources: dict[str, str] | None = None) -> Any:
+        codec = "video/H264" if self.clip.codec == "h264" else "video/VP8"
+        self.publisher = ClientPublisher(self.clip, codec, audio_level=self.audio_level)
+        offer = await self.publisher.offer()
+        mids = self.publisher.mids()
+        labels = {mids["audio"]: "microphone", mids["video"]: "camera"}
+        ack = await self.client.call("publish", {"sdp": offer, "sources": labels})
+        await self.publisher.accept(ack["sdp"])
+        return ack

@@ -20,9 +20,8 @@ from server.config import Settings
 from server.programmes import PROGRAMMES
 from tests.conftest import LiveServer
 from tests.media_clients import wait_for
-from tests.recording_fixtures import PEOPLE, close_to, rgb_at
+from tests.recording_fixtures import PEOPLE, KnownPeer, close_to, known_clip, rgb_at
 from tests.sio_client import Client, invite, make_meeting
-from tests.test_recording_egress import KnownPeer, known_clip
 
 ANNA, BORIS = PEOPLE[0], PEOPLE[1]  # red (VP8) and green (H.264)
 

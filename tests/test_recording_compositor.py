@@ -36,6 +36,8 @@ PEOPLE = {  # id: (name, colour, tone in Hz)
 SCREEN = (235, 220, 40)
 P2_SPEAKS = 50  # frame 50 = 2.0 s; p1 speaks before
 P3_CAMERA_ENDS = 75  # 3.0 s: p3 turns the camera off and shares the screen
+# 4.0 s: the room says p3's camera is off (its pictures stopped a second ago, held since).
+P3_CAMERA_OFF = 100
 SCREEN_ENDS = 115  # 4.6 s
 P1_LEAVES = 138  # 5.52 s
 
@@ -87,6 +89,8 @@ def drive(compositor: Compositor, upto: int, start: int = 0) -> None:
             compositor.speaking("p2")
         if index == P3_CAMERA_ENDS:
             compositor.screen("p3", True)
+        if index == P3_CAMERA_OFF:
+            compositor.camera("p3", False)
         if index == SCREEN_ENDS:
             compositor.screen("p3", False)
         if index == P1_LEAVES:
@@ -191,7 +195,7 @@ def test_the_layout_follows_the_speaker_the_share_the_camera_and_who_is_there(ru
     check(frames[65], tiles("p2", everyone))  # 2.6 s: p2 speaks
     # 3.6 s: p3 shares a slide (large); their camera went off 0.6 s ago: the last picture.
     check(frames[90], tiles("p2", everyone, screen="p3"))
-    # 4.3 s: still the slide (no new picture since 4.2 s); p3's camera is now a card.
+    # 4.3 s: still the slide (no new picture since 4.2 s); p3's camera is off: a card.
     no_camera = {"p1": True, "p2": True, "p3": False}
     during = tiles("p2", no_camera, screen="p3")
     assert [t.content for t in during] == ["screen", "video", "video", "card"]

@@ -3,7 +3,6 @@
 track files checked with PyAV, the timeline read back."""
 
 import asyncio
-import functools
 import itertools
 import json
 import os
@@ -18,7 +17,6 @@ import av
 import jwt
 import pytest
 
-from bench.clip import ClipSpec, Encoded
 from recording.layout import Participant, Tile, layout
 from recording.renderer import render
 from recording.timeline import read_events
@@ -29,16 +27,15 @@ from server.context import LIVE
 from server.namespace import MeetingNamespace
 from server.recorder import Egress
 from tests.conftest import LiveServer
-from tests.media_clients import ClientPublisher, MeetingPeer, wait_for
-from tests.media_clip import VIDEO_CLOCK, Clip
+from tests.media_clients import MeetingPeer, wait_for
+from tests.media_clip import Clip
 from tests.recording_fixtures import (
     PEOPLE,
-    Person,
-    _audio_packets,
-    _video_packets,
+    KnownPeer,
     close_to,
     decode_audio,
     decode_video,
+    known_clip,
     rgb_at,
     tone_power,
 )
@@ -102,37 +99,6 @@ def clean_keyframes(peer: MeetingPeer) -> None:
         return clean
 
     track.recv = recv  # type: ignore[method-assign]
-
-
-@functools.cache
-def known_clip(person: Person, seconds: float = 2.4) -> Clip:
-    """A person of tests/recording_fixtures.py as a publisher's clip: their colour (VP8 or
-    H.264, 320x180, 15 fps, a keyframe a second) and their tone, after a dark, silent lead-in.
-    Keyframe requests are not answered: the next keyframe is at most a second away."""
-    fps = 15
-    video = _video_packets(person, seconds, 320, 180, fps)
-    audio = _audio_packets(person, seconds)
-    pictures = [
-        Encoded(bytes(p), round((p.pts - video[0].pts) * VIDEO_CLOCK / fps), p.is_keyframe)
-        for p in video
-    ]
-    sounds = [Encoded(bytes(p), p.pts - audio[0].pts, True) for p in audio]
-    spec = ClipSpec(codec=person.codec, width=320, height=180, fps=fps, seconds=seconds)
-    return Clip(person.codec, pictures, pictures, sounds, seconds, fps, spec)
-
-
-class KnownPeer(MeetingPeer):
-    """A participant publishing a known clip in its own codec."""
-
-    async def publish(self, sources: dict[str, str] | None = None) -> Any:
-        codec = "video/H264" if self.clip.codec == "h264" else "video/VP8"
-        self.publisher = ClientPublisher(self.clip, codec, audio_level=self.audio_level)
-        offer = await self.publisher.offer()
-        mids = self.publisher.mids()
-        labels = {mids["audio"]: "microphone", mids["video"]: "camera"}
-        ack = await self.client.call("publish", {"sdp": offer, "sources": labels})
-        await self.publisher.accept(ack["sdp"])
-        return ack
 
 
 LOOP = 2.4  # seconds of a known clip: LEAD dark and silent, then colour and tone

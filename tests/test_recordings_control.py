@@ -318,7 +318,7 @@ async def test_ending_or_leaving_the_meeting_stops_its_recording(
     assert ready["stopped_at"] is not None and ready["duration"] > 0.5
 
 
-async def test_when_the_recording_cannot_start_the_meeting_is_told_and_nothing_is_kept(
+async def test_when_the_recording_cannot_start_the_meeting_is_told_and_a_failed_row_says_why(
     live_server: LiveServer, meeting: Meeting
 ) -> None:
     moderator = await Client.open(live_server.url)
@@ -334,7 +334,15 @@ async def test_when_the_recording_cannot_start_the_meeting_is_told_and_nothing_i
         assert "directory" in refused["error"]["message"]
         status, body = await live_server.api("POST", f"/api/meetings/{meeting.id}/recording")
         assert (status, body["error"]["code"]) == (503, "recording_failed")
-        assert (await live_server.api("GET", "/api/recordings"))[1] == {"recordings": []}
+        # Each try left a failed row saying why; no message tells where the server keeps data.
+        rows = (await live_server.api("GET", "/api/recordings"))[1]["recordings"]
+        assert [row["status"] for row in rows] == ["failed", "failed"], rows
+        data = str(live_server.settings.data_dir)
+        for message in [refused["error"]["message"], body["error"]["message"]] + [
+            row["error"] for row in rows
+        ]:
+            assert "directory" in message and data not in message, message
+            assert "/" not in message, message
         assert moderator.unread("recording") == []
         assert (await moderator.call("chat", {"text": "the meeting goes on"}))["ok"] is True
     finally:

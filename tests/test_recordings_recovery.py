@@ -3,7 +3,9 @@ a failed render shows its reason and can be retried. Real server, SQLite, track 
 by the real capture path (tests/recording_fixtures.py), programmes decoded with PyAV."""
 
 import asyncio
+import fcntl
 import json
+import os
 import shutil
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -12,6 +14,7 @@ from typing import Any
 
 import av
 
+from recording.lifeline import LOCK_FILE
 from recording.timeline import FILE_NAME as TIMELINE
 from rooms.meeting import new_id, new_meeting
 from rooms.recordings import Recording, RecordingStatus
@@ -197,8 +200,18 @@ async def test_a_server_killed_while_recording_recovers_the_recording_at_restart
         await asyncio.sleep(1.5)
         process.kill()  # SIGKILL: no shutdown handler runs
         await process.wait()
-        # The egress notices that its server is gone and closes its files.
-        await until_egress_ends(directory)
+        killed = asyncio.get_running_loop().time()
+        # The egress is told at once that its server is gone: it closes its tracks and
+        # leaves, and writes nothing while the next server recovers the recording.
+        await until_unlocked(directory, within=3)
+        gone_after = asyncio.get_running_loop().time() - killed
+        sizes = {p.name: p.stat().st_size for p in directory.iterdir()}
+        await asyncio.sleep(1.0)
+        assert {p.name: p.stat().st_size for p in directory.iterdir()} == sizes
+        events = [json.loads(line) for line in (directory / TIMELINE).read_text().splitlines()]
+        assert events[-1]["event"] == "recording_stopped", events[-1]
+        assert events[-1]["reason"] == "server_gone", events[-1]
+        assert gone_after < 3, gone_after
     finally:
         if peer is not None:
             await peer.close()
@@ -225,15 +238,21 @@ async def until_track(directory: Path, within: float = 20) -> None:
         await asyncio.sleep(0.1)
 
 
-async def until_egress_ends(directory: Path, within: float = 20) -> None:
+def unlocked(directory: Path) -> bool:
+    """Whether no process holds the recording directory's lock (recording/lifeline.py)."""
+    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+async def until_unlocked(directory: Path, within: float) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
-    while True:
-        try:
-            state = json.loads((directory / "egress.json").read_text("utf-8"))
-        except (OSError, ValueError):
-            state = {}
-        if state.get("state") in ("done", "failed"):
-            return
-        assert loop.time() < deadline, f"the egress is still {state}"
-        await asyncio.sleep(0.2)
+    while not unlocked(directory):
+        assert loop.time() < deadline, f"the recording is still written after {within} s"
+        await asyncio.sleep(0.05)

@@ -40,6 +40,10 @@
   // `announce`: a change seen as it happens (the notice is shown); a snapshot on joining shows
   // the notice too when recording is already on, since this person has not seen it yet.
   function apply(recording, announce) {
+    if (recording && !recording.on && "rendering" in recording) {
+      showRender(recording);
+      return;
+    }
     const next = recording || { on: false, id: null, notice: "", error: null };
     const started = next.on && (!current.on || current.id !== next.id);
     const stopped = !next.on && current.on;
@@ -54,6 +58,19 @@
       if (announce) toast(t("Recording stopped"));
     }
     renderButton();
+  }
+
+  // A recording just stopped whose live programme fell short is made again from its tracks
+  // before it is ready: its progress, then the outcome (docs/recording.md).
+  function showRender(recording) {
+    if (typeof recording.rendering === "number") {
+      showBanner(t("Preparing the recording from its tracks: {n} %").replace("{n}", String(recording.rendering)), false);
+    } else if (recording.error) {
+      showBanner(t("Recording problem:") + " " + recording.error, true);
+    } else {
+      $("recording-banner").hidden = true;
+      toast(t("The recording is ready"));
+    }
   }
 
   $("recording-dismiss").addEventListener("click", () => { $("recording-banner").hidden = true; });

@@ -20,6 +20,8 @@
     };
     let text = labels[rec.status] || rec.status;
     if (rec.status === "rendering" && rec.progress !== null && rec.progress !== undefined) text += " " + rec.progress + " %";
+    // The live programme fell short (docs/recording.md): made again from the tracks.
+    if (rec.quality && rec.quality.re_rendered) text += " · " + t("rendered again from the tracks");
     return text;
   }
 
