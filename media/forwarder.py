@@ -11,6 +11,7 @@ Feeds keep a history to answer NACKs and send their own sender reports (media/re
 import asyncio
 import logging
 import random
+import struct
 import time
 from typing import Any, NamedTuple
 
@@ -367,7 +368,7 @@ class Feed(_fanout.Wire):
             elif packet.fmt == RTCP_PSFB_APP:
                 try:
                     bitrate, ssrcs = unpack_remb_fci(packet.fci)
-                except ValueError:
+                except (ValueError, struct.error):  # aiortc: a REMB counting more SSRCs than it has
                     return False
                 if self.ssrc in ssrcs:
                     self.remb = bitrate

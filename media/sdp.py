@@ -116,6 +116,8 @@ class Offer:
         description.type = "answer"
         rejected = self.rejected
         for media in description.media:
+            if media.kind == "audio":
+                _ask_for_fec(media)
             if str(media.rtp.muxId) not in rejected:
                 continue
             media.port = 0
@@ -131,6 +133,17 @@ class Offer:
                 if group.semantic == "BUNDLE":
                     group.items = list(accepted)
         return str(description)
+
+
+# Opus parameters of the answer: the publisher's encoder adds in-band FEC (RFC 7587), so a
+# voice survives lost packets on any subscriber's link without anything re-encoded here.
+OPUS_FEC = {"minptime": 10, "useinbandfec": 1}
+
+
+def _ask_for_fec(media: aiortc_sdp.MediaDescription) -> None:
+    for codec in media.rtp.codecs:
+        if codec.mimeType.lower() == "audio/opus":
+            codec.parameters = {**codec.parameters, **OPUS_FEC}
 
 
 def _bundle_only_flags(text: str) -> list[bool]:
@@ -218,3 +231,76 @@ def unsupported(offer: Offer) -> list[Section]:
         for s, m in zip(offer.sections, offer.description.media, strict=True)
         if s.accepted and not hooks.common_codecs(m.kind, m.rtp.codecs)
     ]
+
+
+class Answer:
+    """A subscriber's checked answer to one of our offers.
+
+    A browser rejects a section it cannot receive (Firefox without H.264 answers an H.264
+    section with port 0, no ICE or DTLS attributes, the codec it would have liked, and leaves it
+    out of its BUNDLE group). aiortc knows no rejected sections in answers either: it refuses the
+    section, or gives it an ICE transport of its own that never connects. `for_aiortc()` is the
+    answer aiortc can apply: each rejected section an inactive member of the bundle.
+    """
+
+    def __init__(self, answer: Offer, offer: str) -> None:
+        self.description = answer.description
+        self.bundle = answer.bundle
+        self._offer = aiortc_sdp.SessionDescription.parse(offer)
+        # In an answer, port 0 is a rejection whatever the group says (JSEP 5.3.1).
+        self.rejected: set[str] = {
+            str(m.rtp.muxId) for m in answer.description.media if m.port == 0
+        }
+
+    def for_aiortc(self) -> str:
+        description = copy.deepcopy(self.description)
+        live = [m for m in description.media if m.port != 0]
+        transport = next(
+            (m for m in live if self.bundle and str(m.rtp.muxId) == self.bundle[0]), live[0]
+        )
+        offered = {str(m.rtp.muxId): m for m in self._offer.media}
+        for media in description.media:
+            if media.rtcp_mux and media.rtcp_port is None:
+                # aiortc writes a=rtcp-mux only after an a=rtcp line, which Firefox omits.
+                media.rtcp_host, media.rtcp_port = "0.0.0.0", DISCARD_PORT
+            if media.port != 0:
+                continue
+            _inactive_on(media, transport)
+            # The answerer names a codec it would have liked (VP8 for our H.264): aiortc must
+            # find our own offered codec to apply the section at all; nothing is sent on it.
+            ours = offered[str(media.rtp.muxId)]
+            media.rtp.codecs = copy.deepcopy(ours.rtp.codecs)
+            media.fmt = [c.payloadType for c in media.rtp.codecs]
+        group = next((g for g in description.group if g.semantic == "BUNDLE"), None)
+        if group is not None:
+            members: list[int | str] = [m for m in group.items if str(m) not in self.rejected]
+            group.items = members + [mid for mid in offered if mid in self.rejected]
+        return str(description)
+
+
+def _inactive_on(
+    media: aiortc_sdp.MediaDescription, transport: aiortc_sdp.MediaDescription
+) -> None:
+    """Make a rejected section an inactive one riding `transport`'s ICE and DTLS (aiortc
+    needs both on every section, and a port, to bundle it rather than refuse it)."""
+    media.port = DISCARD_PORT
+    media.direction = "inactive"
+    media.rtcp_mux = True
+    media.rtcp_host, media.rtcp_port = "0.0.0.0", DISCARD_PORT
+    media.ice = copy.deepcopy(transport.ice)
+    media.dtls = copy.deepcopy(transport.dtls)
+    media.ice_candidates = []
+    media.ice_candidates_complete = False
+    media.ssrc = []
+    media.ssrc_group = []
+    media.msid = None
+
+
+def check_answer(text: object, offer: str, max_media: int = MAX_MEDIA) -> Answer:
+    """A subscriber's answer to `offer` (our own), checked as `check()` checks an offer, with
+    the same sections in the same order; MediaError("bad_sdp" | ...) otherwise."""
+    answer = check(text, max_media)
+    ours = [str(m.rtp.muxId) for m in aiortc_sdp.SessionDescription.parse(offer).media]
+    if [s.mid for s in answer.sections] != ours:
+        raise MediaError("bad_sdp", "the answer's media sections are not those of the offer")
+    return Answer(answer, offer)

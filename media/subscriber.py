@@ -56,7 +56,11 @@ class Subscription:
         # Removed tracks' sections, with their last feed, for reuse by a later track.
         self._idle: list[tuple[RTCRtpTransceiver, Feed]] = []
         self._retired = (0, 0)  # packets and payload bytes of feeds removed
+        # Tracks whose section the subscriber rejected in its last answer: nothing is sent.
+        self.refused: set[str] = set()
         self.closed = False
+        # Called once if aiortc closes the connection itself (`lost`).
+        self.on_lost: Callable[[], object] | None = None
 
     @property
     def track_ids(self) -> list[str]:
@@ -93,6 +97,7 @@ class Subscription:
         slot = self._slots.pop(track_id, None)
         if slot is None:
             return
+        self.refused.discard(track_id)
         slot.feed.close()
         self._retire(slot.feed)
         slot.transceiver.direction = "inactive"
@@ -124,27 +129,56 @@ class Subscription:
     def feed(self, track_id: str) -> Feed:
         return self._slot(track_id).feed
 
-    async def offer(self) -> str:
-        """An offer describing the current tracks (ICE candidates included)."""
+    async def offer(self, replace: bool = False) -> str:
+        """An offer describing the current tracks (ICE candidates included); with `replace`,
+        one that replaces an earlier offer still waiting for its answer (it was lost, or its
+        answer refused: JSEP allows a new local offer in have-local-offer), else
+        MediaError("negotiation_pending"). MediaError("offer_failed") if aiortc makes none."""
         self._check_open()
-        if self.pc.signalingState != "stable":
+        state = self.pc.signalingState
+        if state != "stable" and not (replace and state == "have-local-offer"):
             raise MediaError("negotiation_pending", "the previous offer has no answer yet")
         ice.restrict_candidates(self.pc, self._settings)
-        await self.pc.setLocalDescription(await self.pc.createOffer())
+        try:
+            await self.pc.setLocalDescription(await self.pc.createOffer())
+        except Exception as exc:
+            raise MediaError("offer_failed", f"offer not made: {exc!r}") from None
         return str(self.pc.localDescription.sdp)
 
+    @property
+    def lost(self) -> bool:
+        """aiortc closed the connection itself: it does so when every DTLS transport has
+        ended (ICE consent lost on a starved machine, or the subscriber's close_notify).
+        Nothing can be offered on it again: the subscriber needs a new connection."""
+        return not self.closed and self.pc.signalingState == "closed"
+
+    @property
+    def awaiting_answer(self) -> bool:
+        """An offer was made that no answer has completed yet."""
+        return self.pc.signalingState == "have-local-offer"
+
     async def accept(self, answer: object) -> None:
-        """Apply the subscriber's answer to the last offer."""
+        """Apply the subscriber's answer to the last offer. A section the subscriber rejected
+        (a codec it cannot decode) stays offered but carries nothing (`refused`)."""
         self._check_open()
         if self.pc.signalingState != "have-local-offer":
             raise MediaError("no_offer", "there is no offer to answer")
-        sdp.check(answer, MAX_SUBSCRIBED_MEDIA)
+        checked = sdp.check_answer(answer, str(self.pc.localDescription.sdp), MAX_SUBSCRIBED_MEDIA)
         try:
             await self.pc.setRemoteDescription(
-                RTCSessionDescription(sdp=str(answer), type="answer")
+                RTCSessionDescription(sdp=checked.for_aiortc(), type="answer")
             )
         except Exception as exc:
             raise MediaError("bad_sdp", f"answer refused: {exc}") from None
+        self.refused = {
+            tid for tid, slot in self._slots.items() if slot.transceiver.mid in checked.rejected
+        }
+        for tid in self.refused:
+            # aiortc leaves a rejected section's sender unstarted; one that ran before (a
+            # reused section) must stop writing too.
+            feed = self._slots[tid].feed
+            feed.ready = False
+            feed.socket = None
 
     async def add_ice_candidate(
         self, candidate: object, sdp_mid: object = None, sdp_mline_index: object = None
@@ -169,6 +203,9 @@ class Subscription:
             for slot in self._slots.values():
                 slot.feed.ready = False
                 slot.feed.socket = None
+        if self.lost and self.on_lost is not None:
+            lost, self.on_lost = self.on_lost, None
+            lost()
 
     def _slot(self, track_id: str) -> _Slot:
         slot = self._slots.get(track_id)

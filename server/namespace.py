@@ -438,7 +438,7 @@ class MeetingNamespace(HiddenSeats):
     ) -> dict[str, Any]:
         async with conn.media:
             live, seat_id = self._seated(conn)
-            await self._stage(live).answer(seat_id, p.get("sdp"))
+            await self._stage(live).answer(seat_id, p.get("sdp"), p.get("version"))
             return {"ok": True}
 
     async def _ice(self, sid: str, conn: Connection, p: dict[str, Any]) -> dict[str, Any]:

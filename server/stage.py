@@ -44,6 +44,15 @@ PUBLISHING = frozenset(permission for _, permission in SOURCES.values())
 # An auto stage follows a new active speaker at most this often: in a quick exchange every
 # switch would re-offer to every viewer (and restart their video at a keyframe).
 SPEAKER_HOLD = 1.5
+# A subscribe_offer unanswered this long is given up and offered again (the client's answer was
+# lost, or it could not apply the offer); each further loss in a row waits twice as long.
+ANSWER_TIMEOUT = 15.0
+# Offers given up in a row after which an unchanged one is no longer sent again (a client that
+# never answers, such as the hall station's page): the next change is still offered.
+REOFFERS = 3
+# A receiving connection closed by the client's side is most often a client leaving (a tab
+# closed): its seat is given this long to go before it is offered a new connection.
+LOST_GRACE = 1.0
 
 Tell = Callable[[str, str, dict[str, Any]], Awaitable[None]]  # seat id, event, data
 Announce = Callable[[str, dict[str, Any]], Awaitable[None]]  # event, data to the whole room
@@ -89,6 +98,8 @@ class Receiver:
     subscription: Subscription
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     offered: dict[str, Track] | None = None  # mid -> Track of the offer awaiting an answer
+    version: int = 0  # of the last subscribe_offer; an answer names the one it answers
+    unanswered: int = 0  # offers given up in a row (no answer in time, or answer refused)
     negotiated: bool = False
     dirty: bool = False  # the tracks changed since the last offer was made
     audio_only: bool = False
@@ -96,6 +107,9 @@ class Receiver:
     guard: LinkGuard = field(default_factory=LinkGuard)
     apart: str | None = None  # a projector's hall: tracks of this roster entry's seat not sent
     stage_only: bool = False  # a hidden seat that gets what viewers get (the HLS programme)
+    # The recorder: every published track, whatever the stage or its link does; a track it
+    # records ends only when its publisher stops it (a paused feed would cut the track file).
+    whole: bool = False
 
     def wants(self, track: Track) -> bool:
         """Whether the client wants this track's media now (bandwidth aside)."""
@@ -189,6 +203,12 @@ class Stage:
             labels[mid] = source
         if not labels:
             raise RoomError("nothing_published", "the offer sends no audio or video")
+        if "screen" in labels.values() and any(
+            t.source == "screen" and t.participant != seat.id for t in self._tracks.values()
+        ):
+            # One screen at a time: the room, the projector and the programme show one share,
+            # and a second would silently hide the first (as in most meeting products).
+            raise RoomError("screen_busy", "someone else is sharing the screen; ask them to stop")
         async with self._seat_lock(seat.id):
             if self.closed or current() is None:
                 raise RoomError("not_joined", "join the meeting first")
@@ -200,19 +220,27 @@ class Stage:
                 else:
                     answer = await publication.renegotiate(str(offer))
             except MediaError as exc:
-                if publication is not None and publication.closed:
-                    await self._unpublish_locked(seat.id)
-                raise media_error(exc) from None
+                # A refused offer leaves the running tracks as they were; only a publication
+                # aiortc could not go on with is gone, and the room is told its tracks went.
+                if publication is None or not publication.closed:
+                    raise media_error(exc) from None
+                await self._unpublish_locked(seat.id)
+                lost: MediaError | None = exc
+            else:
+                lost = None
             now = current()
             if self.closed or now is None:  # left while aiortc worked: keep nothing
                 await self._unpublish_locked(seat.id)
                 raise RoomError("not_joined", "join the meeting first")
-            if not all(now.can(SOURCES[source][1]) for source in labels.values()):
-                await self._unpublish_locked(seat.id)  # demoted meanwhile
-                await self._changed()
-                raise Forbidden("your role may no longer publish this")
-            self._set_tracks(seat.id, publication, labels)
+            if lost is None:
+                if not all(now.can(SOURCES[source][1]) for source in labels.values()):
+                    await self._unpublish_locked(seat.id)  # demoted meanwhile
+                    await self._changed()
+                    raise Forbidden("your role may no longer publish this")
+                self._set_tracks(seat.id, publication, labels)
         await self._changed()
+        if lost is not None:
+            raise media_error(lost)
         return answer
 
     def _set_tracks(self, seat_id: str, publication: Publication, labels: dict[str, str]) -> None:
@@ -369,11 +397,18 @@ class Stage:
 
     # receiving
 
-    async def enter(self, seat_id: str, apart: str | None = None, stage_only: bool = False) -> None:
+    async def enter(
+        self,
+        seat_id: str,
+        apart: str | None = None,
+        stage_only: bool = False,
+        whole: bool = False,
+    ) -> None:
         """A seat (re)joined on a connection: the old peer connections, from before a
         reconnect, are closed and a fresh receiving one is made (offered by `offer_soon`).
         `apart`: a projector's roster entry, whose own tracks it does not receive;
-        `stage_only`: a hidden seat that receives the stage, as viewers do."""
+        `stage_only`: a hidden seat that receives the stage, as viewers do; `whole`: the
+        recorder, whose tracks are never paused."""
         old = self._receivers.pop(seat_id, None)
         if old is not None:
             await self._sfu.unsubscribe(old.subscription)
@@ -381,29 +416,59 @@ class Stage:
             await self.unpublish(seat_id)
         if self.closed:
             return
-        self._receivers[seat_id] = Receiver(
-            self._sfu.subscribe(), apart=apart, stage_only=stage_only
+        receiver = Receiver(
+            self._subscribe(seat_id), apart=apart, stage_only=stage_only, whole=whole
         )
+        self._receivers[seat_id] = receiver
+
+    def _subscribe(self, seat_id: str) -> Subscription:
+        """A new receiving connection for the seat; if aiortc ever closes it on its own, a
+        seat still here is offered a new one (`_sync`)."""
+        subscription = self._sfu.subscribe()
+        subscription.on_lost = lambda: self._spawn(self._renew(seat_id, subscription))
+        return subscription
+
+    async def _renew(self, seat_id: str, subscription: Subscription) -> None:
+        await asyncio.sleep(LOST_GRACE)
+        receiver = self._receivers.get(seat_id)
+        if receiver is not None and receiver.subscription is subscription:
+            await self._sync(seat_id)
 
     def offer_soon(self, seat_id: str) -> None:
         """Send the seat its first subscribe_offer (after `joined`) when there is anything."""
         self._spawn(self._sync(seat_id))
 
-    async def answer(self, seat_id: str, answer: object) -> None:
-        """The seat's answer to its outstanding subscribe_offer."""
+    async def answer(self, seat_id: str, answer: object, version: object = None) -> None:
+        """The seat's answer to its outstanding subscribe_offer (`version`, if given, names
+        the offer answered: an answer to an earlier one is refused as stale)."""
         receiver = self._receivers.get(seat_id)
         if receiver is None or receiver.offered is None:
             raise RoomError("no_offer", "there is no subscribe_offer to answer")
         async with receiver.lock:
             if receiver.offered is None:
                 raise RoomError("no_offer", "there is no subscribe_offer to answer")
+            if version is not None and version != receiver.version:
+                raise RoomError("stale_answer", "a later subscribe_offer replaced this one")
             try:
                 await receiver.subscription.accept(answer)
             except MediaError as exc:
-                # The offer stays outstanding: the client may answer it again.
-                raise media_error(exc) from None
-            receiver.offered = None
-            receiver.negotiated = True
+                # The client does not answer the same offer twice: a fresh offer, not a wait.
+                log.warning(
+                    "answer of %s to subscribe_offer %d refused (%s): offering again",
+                    seat_id,
+                    receiver.version,
+                    exc.message,
+                )
+                lost: int | None = receiver.version
+                error = exc
+            else:
+                lost = None
+                receiver.offered = None
+                receiver.negotiated = True
+                receiver.unanswered = 0
+        if lost is not None:
+            self._spawn(self._sync(seat_id, lost=lost))
+            raise media_error(error) from None
         if receiver.dirty:
             self._spawn(self._sync(seat_id))
 
@@ -474,19 +539,36 @@ class Stage:
         for seat_id in self._receivers:
             self._spawn(self._sync(seat_id))
 
-    async def _sync(self, seat_id: str) -> None:
+    async def _sync(self, seat_id: str, lost: int | None = None) -> None:
         """Bring a subscriber's connection in line with the published tracks: one offer at
-        a time; changes made while an offer waits for its answer go in the next one."""
+        a time; changes made while an offer waits for its answer go in the next one.
+        `lost`: the version of an outstanding offer given up on (unanswered in time, or its
+        answer refused): the connection is offered again even if nothing changed."""
         receiver = self._receivers.get(seat_id)
         if receiver is None:
             return
         receiver.dirty = True
         async with receiver.lock:
-            if receiver.offered is not None or not receiver.dirty:
+            if lost is not None:
+                if receiver.offered is None or receiver.version != lost:
+                    return  # answered, or replaced, meanwhile
+                receiver.offered = None
+                receiver.unanswered += 1
+            elif receiver.offered is not None or not receiver.dirty:
                 return
             if self._receivers.get(seat_id) is not receiver or receiver.subscription.closed:
                 return
             receiver.dirty = False
+            fresh = receiver.subscription.lost
+            if fresh:
+                # Its DTLS ended without the client noticing (a browser does not count that
+                # as failed): a new connection, which the client takes in place of its own.
+                log.warning(
+                    "subscribe connection of %s closed by itself: offering a new one", seat_id
+                )
+                await self._sfu.unsubscribe(receiver.subscription)
+                receiver.subscription = self._subscribe(seat_id)
+                receiver.offered, receiver.negotiated = None, False
             subscription = receiver.subscription
             wanted = self._wanted(seat_id, receiver)
             current = set(subscription.track_ids)
@@ -505,11 +587,18 @@ class Stage:
                 changed = True
                 if not receiver.wants(wanted[tid]):
                     subscription.pause(tid)
-            if not changed:
+            stray = subscription.awaiting_answer and lost is None
+            if stray:
+                # An offer of aiortc's that was never sent (its making was cut short).
+                log.warning("subscribe connection of %s waits for no offer: offering", seat_id)
+            again = lost is not None and receiver.unanswered <= REOFFERS
+            if not (changed or stray or fresh or again):
                 return
             try:
-                offer = await subscription.offer()
+                offer = await subscription.offer(replace=True)
             except MediaError as exc:
+                # The changes are not lost: the next change (or answer) offers them all.
+                receiver.dirty = True
                 log.warning("cannot offer to %s: %s", seat_id, exc.message)
                 return
             offered = {}
@@ -519,8 +608,26 @@ class Stage:
                 if mid is not None and track is not None:
                     offered[mid] = track
             receiver.offered = offered
-            data = {"sdp": offer, "tracks": {mid: t.as_dict() for mid, t in offered.items()}}
+            receiver.version += 1
+            data = {
+                "sdp": offer,
+                "tracks": {mid: t.as_dict() for mid, t in offered.items()},
+                "version": receiver.version,
+            }
+            if fresh:
+                data["fresh"] = True
+            self._spawn(self._await_answer(seat_id, receiver, receiver.version))
             await self._tell(seat_id, "subscribe_offer", data)
+
+    async def _await_answer(self, seat_id: str, receiver: Receiver, version: int) -> None:
+        """Give up on subscribe_offer `version` if it gets no answer in time: offer again."""
+        await asyncio.sleep(ANSWER_TIMEOUT * 2 ** min(receiver.unanswered, 3))
+        if self._receivers.get(seat_id) is not receiver or receiver.offered is None:
+            return
+        if receiver.version == version:
+            then = "offering again" if receiver.unanswered < REOFFERS else "until the next change"
+            log.warning("no answer from %s to subscribe_offer %d: %s", seat_id, version, then)
+            await self._sync(seat_id, lost=version)
 
     # leaving
 
@@ -581,6 +688,8 @@ class Stage:
             if f.kind == "video"
         }
         for seat_id, receiver in list(self._receivers.items()):
+            if receiver.whole:  # a loaded recorder reports loss: pausing it loses the track
+                continue
             subscription = receiver.subscription
             needs = {}
             estimate: int | None = None

@@ -73,16 +73,23 @@ const VecheMedia = (() => {
       this.ready = false;
       this.closed = false;
       this.timer = 0;
-      this.pc = new RTCPeerConnection({ iceServers: iceServers || [], bundlePolicy: "max-bundle" });
-      this.pc.addEventListener("icecandidate", (event) => {
+      this.iceServers = iceServers || [];
+      this.open();
+    }
+
+    open() {
+      const pc = new RTCPeerConnection({ iceServers: this.iceServers, bundlePolicy: "max-bundle" });
+      this.pc = pc;
+      pc.addEventListener("icecandidate", (event) => {
         const c = event.candidate;
         const message = c && c.candidate
-          ? { pc: kind, candidate: c.candidate, sdpMid: c.sdpMid, sdpMLineIndex: c.sdpMLineIndex }
-          : { pc: kind, candidate: "" };
+          ? { pc: this.kind, candidate: c.candidate, sdpMid: c.sdpMid, sdpMLineIndex: c.sdpMLineIndex }
+          : { pc: this.kind, candidate: "" };
+        if (pc !== this.pc) return; // a connection replaced since
         if (this.ready) this.sendCandidate(message);
         else this.pending.push(message);
       });
-      this.pc.addEventListener("connectionstatechange", () => this.watch());
+      pc.addEventListener("connectionstatechange", () => pc === this.pc && this.watch());
     }
 
     sendCandidate(message) {
@@ -237,10 +244,22 @@ const VecheMedia = (() => {
       return next;
     }
 
+    // An offer we cannot apply is rolled back and left unanswered: the server gives it up and
+    // offers again (docs/protocol.md). An answer to an offer the server has since replaced is
+    // refused as stale: the newer offer, queued behind this one, is answered next.
     async answer(data) {
       if (this.closed) return;
-      await this.pc.setRemoteDescription({ type: "offer", sdp: data.sdp });
-      await this.pc.setLocalDescription(await this.pc.createAnswer());
+      // The server's side of our connection ended and it made a new one: so do we.
+      if (data.fresh && this.pc.remoteDescription) this.renew();
+      try {
+        await this.pc.setRemoteDescription({ type: "offer", sdp: data.sdp });
+        await this.pc.setLocalDescription(await this.pc.createAnswer());
+      } catch (error) {
+        if (this.pc.signalingState === "have-remote-offer") {
+          await this.pc.setRemoteDescription({ type: "rollback" }).catch(() => {});
+        }
+        throw error;
+      }
       const tracks = data.tracks || {};
       const received = new Map();
       for (const transceiver of this.pc.getTransceivers()) {
@@ -249,9 +268,20 @@ const VecheMedia = (() => {
       }
       this.received = received;
       this.onChange(received);
-      const ack = await call(this.socket, "subscribe_answer", { sdp: this.pc.localDescription.sdp });
+      const answer = { sdp: this.pc.localDescription.sdp, version: data.version };
+      const ack = await call(this.socket, "subscribe_answer", answer);
+      if (ack.error && ack.error.code === "stale_answer") return;
+      // Refused, the server offers again at once: say so, the next offer mends it.
       if (ack.error) throw new MediaError(ack.error);
       this.flush();
+    }
+
+    renew() {
+      clearTimeout(this.timer);
+      this.pc.close();
+      this.pending = [];
+      this.ready = false;
+      this.open();
     }
   }
 
