@@ -91,8 +91,13 @@ class Standby:
         process, self._process = self._process, None
         if process is not None and process.stdin is not None:
             process.stdin.close()
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(process.wait(), 5)
+            except TimeoutError:
+                # Still starting up (a busy machine): it must not outlive the server's exit.
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
 
 
 STANDBY = web.AppKey("egress_standby", Standby)  # on the app when VECHE_EGRESS_STANDBY is on

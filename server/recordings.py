@@ -596,6 +596,12 @@ async def _end_process(process: "subprocess.Popen[bytes]") -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             await asyncio.to_thread(process.wait)
+        except asyncio.CancelledError:
+            # Cancelled at shutdown: the render must not outlive the server; a killed process
+            # is reaped at once.
+            process.kill()
+            process.wait()
+            raise
 
 
 def _plain(name: str) -> bool:
