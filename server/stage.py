@@ -100,6 +100,16 @@ class Receiver:
     offered: dict[str, Track] | None = None  # mid -> Track of the offer awaiting an answer
     version: int = 0  # of the last subscribe_offer; an answer names the one it answers
     unanswered: int = 0  # offers given up in a row (no answer in time, or answer refused)
+    # When the outstanding offer is given up on; cancelled by its answer or the seat's leaving
+    # (a sleeping task per offer would keep every departed seat's connection alive meanwhile).
+    overdue: asyncio.TimerHandle | None = None
+
+    def settle(self) -> None:
+        """No offer is waited on any more: drop its deadline."""
+        if self.overdue is not None:
+            self.overdue.cancel()
+            self.overdue = None
+
     negotiated: bool = False
     dirty: bool = False  # the tracks changed since the last offer was made
     audio_only: bool = False
@@ -411,6 +421,7 @@ class Stage:
         recorder, whose tracks are never paused."""
         old = self._receivers.pop(seat_id, None)
         if old is not None:
+            old.settle()
             await self._sfu.unsubscribe(old.subscription)
         if seat_id in self._publications:
             await self.unpublish(seat_id)
@@ -466,6 +477,7 @@ class Stage:
                 receiver.offered = None
                 receiver.negotiated = True
                 receiver.unanswered = 0
+                receiver.settle()
         if lost is not None:
             self._spawn(self._sync(seat_id, lost=lost))
             raise media_error(error) from None
@@ -616,18 +628,25 @@ class Stage:
             }
             if fresh:
                 data["fresh"] = True
-            self._spawn(self._await_answer(seat_id, receiver, receiver.version))
+            receiver.settle()
+            receiver.overdue = asyncio.get_running_loop().call_later(
+                ANSWER_TIMEOUT * 2 ** min(receiver.unanswered, 3),
+                self._overdue,
+                seat_id,
+                receiver,
+                receiver.version,
+            )
             await self._tell(seat_id, "subscribe_offer", data)
 
-    async def _await_answer(self, seat_id: str, receiver: Receiver, version: int) -> None:
-        """Give up on subscribe_offer `version` if it gets no answer in time: offer again."""
-        await asyncio.sleep(ANSWER_TIMEOUT * 2 ** min(receiver.unanswered, 3))
+    def _overdue(self, seat_id: str, receiver: Receiver, version: int) -> None:
+        """Subscribe_offer `version` got no answer in time: give up on it, offer again."""
+        receiver.overdue = None
         if self._receivers.get(seat_id) is not receiver or receiver.offered is None:
             return
         if receiver.version == version:
             then = "offering again" if receiver.unanswered < REOFFERS else "until the next change"
             log.warning("no answer from %s to subscribe_offer %d: %s", seat_id, version, then)
-            await self._sync(seat_id, lost=version)
+            self._spawn(self._sync(seat_id, lost=version))
 
     # leaving
 
@@ -636,6 +655,7 @@ class Stage:
         self._muted.discard(seat_id)
         receiver = self._receivers.pop(seat_id, None)
         if receiver is not None:
+            receiver.settle()
             await self._sfu.unsubscribe(receiver.subscription)
         await self.unpublish(seat_id)  # waits for a publish in progress
         self._seat_locks.pop(seat_id, None)
@@ -651,6 +671,7 @@ class Stage:
         receivers = list(self._receivers.values())
         self._receivers.clear()
         for receiver in receivers:
+            receiver.settle()
             await self._sfu.unsubscribe(receiver.subscription)
         for seat_id in list(self._publications):
             self._publications.pop(seat_id, None)

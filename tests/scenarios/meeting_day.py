@@ -20,6 +20,7 @@ recording: ready within a minute of the stop, its own check says (almost) no sec
 picture, and the MP4, decoded frame by frame, shows pictures where cameras were sending."""
 
 import asyncio
+import logging
 import os
 import subprocess
 import sys
@@ -225,7 +226,21 @@ async def test_the_meeting_day_two_engines_a_busy_recording_and_the_audience(
             if lag > 0.3:
                 lags.append((round(a - t0, 1), round(lag, 2)))
 
-    monitor = asyncio.create_task(lagmon())  # the event loop's stalls, printed on failure
+    monitor = asyncio.create_task(lagmon())
+    transitions: list[str] = []
+
+    class Transitions(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            text = record.getMessage()
+            if "State." in text and ("CLOSED" in text or "FAILED" in text):
+                transitions.append(f"{time.monotonic():.1f} {record.name} {text[:160]}")
+
+    watcher = Transitions()
+    for name in ("aiortc.rtcdtlstransport", "aiortc.rtcicetransport"):
+        logging.getLogger(name).addHandler(watcher)
+        logging.getLogger(name).setLevel(
+            logging.DEBUG
+        )  # the event loop's stalls, printed on failure
     async with chromium() as browser, firefox() as fox:
         host_tab, moderator_tab, anna_tab, hall_tab, viewer_tab = [
             await open_tab(browser) for _ in range(5)
@@ -313,6 +328,13 @@ async def test_the_meeting_day_two_engines_a_busy_recording_and_the_audience(
                 await chromium_shares(anna, [host], ANNA)
             except AssertionError:
                 print("DEBUG lags", lags)
+                print("DEBUG transitions", *transitions, sep="\n")
+                print(
+                    "DEBUG people",
+                    await host.evaluate(
+                        "[...window.VecheRoom.state.participants.values()].map(p => [p.id, p.name])"
+                    ),
+                )
                 print(
                     "DEBUG host",
                     await host.evaluate("""() => { const s = window.VecheRoom.state;
@@ -346,6 +368,13 @@ async def test_the_meeting_day_two_engines_a_busy_recording_and_the_audience(
             await asyncio.sleep(1.0)
             gaps = {key: await gap(host, key) for key in ("anna", "boris")}
             print(f"\nlongest camera gaps at the host during shares and a switch: {gaps}")
+            print("transport ends:", *transitions, sep="\n")
+            print(
+                "people",
+                await host.evaluate(
+                    "[...window.VecheRoom.state.participants.values()].map(p => [p.id, p.name])"
+                ),
+            )
             assert all(g <= 1.0 for g in gaps.values()), gaps
 
             # Recorded for a while; then stopped, and the busy process ends.
