@@ -323,6 +323,13 @@ async def test_the_meeting_day_two_engines_a_busy_recording_and_the_audience(
             await boris.wait_for("!document.getElementById('rec-indicator').hidden", 10)
             recorded_from = time.monotonic()
 
+            steps: dict[str, dict[str, float]] = {}
+
+            async def step(name: str) -> None:
+                steps[name] = {key: await gap(host, key) for key in ("anna", "boris")}
+                await host.evaluate("Object.values(window.flow).forEach(f => { f.gap = 0; })")
+
+            await step("recording started")
             # Two share cycles, one per engine, while others keep their cameras going.
             try:
                 await chromium_shares(anna, [host], ANNA)
@@ -353,8 +360,10 @@ async def test_the_meeting_day_two_engines_a_busy_recording_and_the_audience(
                    toasts: window.toasts}; }"""),
                 )
                 raise
+            await step("anna shared")
             await boris.evaluate(CANVAS_SCREEN)
             await firefox_shares(boris, [host, anna])
+            await step("boris shared")
 
             # A head switches camera in Devices: her camera keeps reaching the host.
             await anna.locator("#devices-toggle").click()
@@ -366,6 +375,8 @@ async def test_the_meeting_day_two_engines_a_busy_recording_and_the_audience(
                 break
             await anna.keyboard.press("Escape")
             await asyncio.sleep(1.0)
+            await step("anna switched camera")
+            print("gaps by step", steps)
             gaps = {key: await gap(host, key) for key in ("anna", "boris")}
             print(f"\nlongest camera gaps at the host during shares and a switch: {gaps}")
             print("transport ends:", *transitions, sep="\n")
